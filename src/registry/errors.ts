@@ -29,6 +29,8 @@ export type OciErrorCode =
   | 'UNAVAILABLE'
   | 'UPSTREAM_ERROR'
   | 'NOT_ACCEPTABLE'
+  | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
   | 'UNKNOWN';
 
 export interface RegistryErrorOptions {

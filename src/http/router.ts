@@ -1,0 +1,39 @@
+/**
+ * Maps a request line to a route of the OCI distribution API. The raw path is
+ * matched without percent-decoding: no valid name, tag or digest contains `%`,
+ * so an encoded slash or dot can never turn into a path separator.
+ */
+import { RegistryError, truncate } from '../registry/errors.js';
+import { parseRepositoryName, type RepositoryName } from '../registry/names.js';
+
+export type Route =
+  | { kind: 'base' }
+  | { kind: 'catalog' }
+  | { kind: 'tags'; name: RepositoryName }
+  | { kind: 'manifest'; name: RepositoryName; reference: string }
+  | { kind: 'blob'; name: RepositoryName; digest: string }
+  | { kind: 'upload'; name: RepositoryName };
+
+const MAX_PATH = 2048;
+const TAGS = /^\/v2\/(.+)\/tags\/list$/;
+const MANIFEST = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+const UPLOAD = /^\/v2\/(.+)\/blobs\/uploads(?:\/[^/]*)?$/;
+const BLOB = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
+
+export const notFound = (path: string): RegistryError =>
+  new RegistryError('NOT_FOUND', 'no such endpoint in the registry API', { detail: { path: truncate(path, 200) } });
+
+export function route(path: string): Route {
+  if (path === '/v2/' || path === '/v2') return { kind: 'base' };
+  if (path.length > MAX_PATH || !path.startsWith('/v2/')) throw notFound(path);
+  if (path === '/v2/_catalog') return { kind: 'catalog' };
+  let match = TAGS.exec(path);
+  if (match) return { kind: 'tags', name: parseRepositoryName(match[1] ?? '') };
+  match = MANIFEST.exec(path);
+  if (match) return { kind: 'manifest', name: parseRepositoryName(match[1] ?? ''), reference: match[2] ?? '' };
+  match = UPLOAD.exec(path);
+  if (match) return { kind: 'upload', name: parseRepositoryName(match[1] ?? '') };
+  match = BLOB.exec(path);
+  if (match) return { kind: 'blob', name: parseRepositoryName(match[1] ?? ''), digest: match[2] ?? '' };
+  throw notFound(path);
+}

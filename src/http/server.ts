@@ -1,0 +1,113 @@
+/**
+ * The node:http front: routing, the API version header, one access log line
+ * per request, and errors turned into OCI error bodies in one place.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { RegistryError } from '../registry/errors.js';
+import type { Registry } from '../registry/services.js';
+import { API_VERSION, API_VERSION_HEADER, type RequestContext } from './context.js';
+import { toRegistryError, writeError } from './errcode.js';
+import { getBlob, headBlob } from './handlers/blobs.js';
+import { listCatalog, listTags } from './handlers/listing.js';
+import { getManifest } from './handlers/manifests.js';
+import { route } from './router.js';
+
+export interface ServerOptions {
+  registry: Registry;
+  log: Logger;
+  accessLog: boolean;
+  tls?: { certificate: string; key: string };
+}
+
+const methodNotAllowed = (method: string): RegistryError =>
+  new RegistryError('UNSUPPORTED', `${method} is not supported: this registry is a read-only pull-through cache`, {
+    detail: { method },
+  });
+
+async function dispatch(ctx: RequestContext): Promise<void> {
+  const method = ctx.req.method ?? 'GET';
+  const target = route(ctx.path);
+  if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method);
+  switch (target.kind) {
+    case 'base':
+      ctx.res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': 2 });
+      ctx.res.end(ctx.head ? undefined : '{}');
+      return;
+    case 'catalog':
+      return listCatalog(ctx);
+    case 'tags':
+      return listTags(ctx, target.name);
+    case 'manifest':
+      return getManifest(ctx, target.name, target.reference);
+    case 'blob':
+      return ctx.head ? headBlob(ctx, target.name, target.digest) : getBlob(ctx, target.name, target.digest);
+    case 'upload':
+      throw methodNotAllowed(`${method} on blob uploads`);
+  }
+}
+
+export function createRequestHandler(options: ServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const { registry, log, accessLog } = options;
+  return (req, res) => {
+    const started = process.hrtime.bigint();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const ctx: RequestContext = {
+      req,
+      res,
+      path,
+      query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)),
+      head: req.method === 'HEAD',
+      registry,
+      log,
+      fields: {},
+    };
+    res.setHeader(API_VERSION_HEADER, API_VERSION);
+    const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) ?? randomUUID();
+    res.setHeader('X-Request-Id', requestId);
+
+    if (accessLog) {
+      res.once('close', () => {
+        const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+        log.info(
+          {
+            requestId,
+            method: req.method,
+            path: path.length > 512 ? `${path.slice(0, 512)}…` : path,
+            status: res.statusCode,
+            bytes: res.getHeader('content-length') ?? 0,
+            durationMs: Math.round(durationMs * 100) / 100,
+            client: req.socket.remoteAddress,
+            complete: res.writableFinished,
+            ...ctx.fields,
+          },
+          'request',
+        );
+      });
+    }
+
+    dispatch(ctx).catch((err: unknown) => {
+      const { error, internal } = toRegistryError(err);
+      if (internal) log.error({ err, requestId, path }, 'internal error');
+      else if (res.headersSent) log.warn({ requestId, path, code: error.code, msg: error.message }, 'response aborted');
+      writeError(req, res, error);
+    });
+  };
+}
+
+export function createServer(options: ServerOptions): Server {
+  const handler = createRequestHandler(options);
+  const server = options.tls
+    ? createHttpsServer({ cert: readFileSync(options.tls.certificate), key: readFileSync(options.tls.key) }, handler)
+    : createHttpServer(handler);
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  // Large layers take a long time to stream: no whole-request timeout.
+  server.requestTimeout = 0;
+  return server;
+}

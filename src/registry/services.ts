@@ -1,0 +1,68 @@
+/**
+ * The service interfaces the HTTP layer talks to. Local storage implements
+ * them; the pull-through proxy decorates them with the same shape, so a
+ * handler never knows where content comes from.
+ */
+import type { Readable } from 'node:stream';
+import type { Digest } from './digest.js';
+import type { RepositoryName } from './names.js';
+import type { Reference } from './reference.js';
+import type { RangeSpec, ResolvedRange } from './range.js';
+
+export interface BlobDescriptor {
+  digest: Digest;
+  size: number;
+  mediaType: string;
+}
+
+export interface BlobContent {
+  descriptor: BlobDescriptor;
+  stream: Readable;
+  /** Present when a byte range of the blob is being served. */
+  range?: ResolvedRange;
+}
+
+export interface BlobService {
+  /** Describes a blob visible in the repository; throws BLOB_UNKNOWN. */
+  stat(digest: Digest): Promise<BlobDescriptor>;
+  /** Streams a blob (or a range of it); throws BLOB_UNKNOWN or RANGE_INVALID. */
+  open(digest: Digest, range?: RangeSpec): Promise<BlobContent>;
+}
+
+export interface ManifestContent {
+  digest: Digest;
+  mediaType: string;
+  payload: Buffer;
+  /** Warnings for the client (`Warning: 299` headers), e.g. stale content served while the upstream is down. */
+  warnings?: string[];
+}
+
+export interface ManifestRequest {
+  /** Media types from the client's Accept header, lowercased; empty when it sent none. */
+  accept: readonly string[];
+  /** HEAD requests: the proxy may answer from its hot cache without a body. */
+  head?: boolean;
+}
+
+export interface ManifestService {
+  /** Throws MANIFEST_UNKNOWN, or NOT_ACCEPTABLE when the client's Accept rules the stored type out. */
+  get(reference: Reference, request: ManifestRequest): Promise<ManifestContent>;
+}
+
+export interface TagService {
+  /** Every tag in the repository, sorted; throws NAME_UNKNOWN. */
+  list(): Promise<string[]>;
+}
+
+export interface Repository {
+  readonly name: RepositoryName;
+  readonly blobs: BlobService;
+  readonly manifests: ManifestService;
+  readonly tags: TagService;
+}
+
+export interface Registry {
+  repository(name: RepositoryName): Repository;
+  /** Repository names in lexical order, after `last` if given, at most `limit`. */
+  catalog(limit: number, last?: string): Promise<string[]>;
+}

@@ -1,0 +1,120 @@
+/**
+ * The global, content-addressed blob store. Content is written to a private
+ * upload path while it is hashed, and moved to its digest's place only when
+ * the digest matches: a blob path never holds bytes that hash to something
+ * else, whatever the source did (cut connection, wrong byte, crash).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { blobUnknown, digestInvalid } from '../registry/errors.js';
+import { type Digest, Digester, digestOf } from '../registry/digest.js';
+import { MediaType } from '../registry/mediatypes.js';
+import type { RepositoryName } from '../registry/names.js';
+import type { BlobDescriptor } from '../registry/services.js';
+import type { ByteRange, FileWriter, StorageDriver } from './driver.js';
+import { isPathNotFound } from './driver.js';
+import { pathFor } from './paths.js';
+
+export class BlobStore {
+  constructor(readonly driver: StorageDriver) {}
+
+  async stat(digest: Digest): Promise<BlobDescriptor | undefined> {
+    const info = await this.driver.stat(pathFor({ kind: 'blobData', digest }));
+    if (info === undefined || info.isDir) return undefined;
+    return { digest, size: info.size, mediaType: MediaType.OctetStream };
+  }
+
+  async get(digest: Digest): Promise<Buffer> {
+    try {
+      return await this.driver.getContent(pathFor({ kind: 'blobData', digest }));
+    } catch (err) {
+      if (isPathNotFound(err)) throw blobUnknown(digest.value);
+      throw err;
+    }
+  }
+
+  async reader(digest: Digest, range?: ByteRange): Promise<Readable> {
+    try {
+      return await this.driver.reader(pathFor({ kind: 'blobData', digest }), range);
+    } catch (err) {
+      if (isPathNotFound(err)) throw blobUnknown(digest.value);
+      throw err;
+    }
+  }
+
+  /** Stores small content whole (manifests, signatures); its digest is computed here. */
+  async put(content: Buffer, algorithm: Digest['algorithm'] = 'sha256'): Promise<BlobDescriptor> {
+    const digest = digestOf(content, algorithm);
+    const existing = await this.stat(digest);
+    if (existing === undefined) await this.driver.putContent(pathFor({ kind: 'blobData', digest }), content);
+    return { digest, size: content.byteLength, mediaType: MediaType.OctetStream };
+  }
+
+  /** Starts a verified write of a blob whose digest is known in advance. */
+  async begin(repository: RepositoryName, expected: Digest): Promise<BlobIngest> {
+    const id = randomUUID();
+    const uploadDir = pathFor({ kind: 'uploadDir', name: repository, id });
+    await this.driver.putContent(pathFor({ kind: 'uploadStartedAt', name: repository, id }), new Date().toISOString());
+    const writer = await this.driver.writer(pathFor({ kind: 'uploadData', name: repository, id }));
+    return new BlobIngest(this.driver, uploadDir, writer, expected);
+  }
+}
+
+/**
+ * One blob being written: bytes in, hash updated, and on commit either the
+ * blob appears at its digest's path or nothing does. The upload directory is
+ * always removed at the end.
+ */
+export class BlobIngest {
+  private readonly digester: Digester;
+  private finished = false;
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly uploadDir: string,
+    private readonly writer: FileWriter,
+    readonly expected: Digest,
+  ) {
+    this.digester = new Digester(expected.algorithm);
+  }
+
+  /** The driver path being written, for readers that follow a fill. */
+  get spoolPath(): string {
+    return this.writer.path;
+  }
+
+  get size(): number {
+    return this.digester.size;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.digester.update(chunk);
+    await this.writer.write(chunk);
+  }
+
+  /** Verifies the digest, then moves the content into place. Throws DIGEST_INVALID and cleans up on mismatch. */
+  async commit(expectedSize?: number): Promise<BlobDescriptor> {
+    this.finished = true;
+    try {
+      await this.writer.commit();
+      const actual = this.digester.digest();
+      if (actual.value !== this.expected.value) {
+        throw digestInvalid(this.expected.value, `content hashed to ${actual.value}`);
+      }
+      if (expectedSize !== undefined && expectedSize !== this.digester.size) {
+        throw digestInvalid(this.expected.value, `size ${this.digester.size} differs from the announced ${expectedSize}`);
+      }
+      await this.driver.move(this.writer.path, pathFor({ kind: 'blobData', digest: this.expected }));
+      return { digest: this.expected, size: this.digester.size, mediaType: MediaType.OctetStream };
+    } finally {
+      await this.driver.delete(this.uploadDir).catch(() => undefined);
+    }
+  }
+
+  async cancel(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await this.writer.cancel().catch(() => undefined);
+    await this.driver.delete(this.uploadDir).catch(() => undefined);
+  }
+}

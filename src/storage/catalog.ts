@@ -1,0 +1,33 @@
+/**
+ * Repository enumeration, as Distribution's catalog does it: walk
+ * `repositories/`; a directory holding `_manifests` is a repository, and
+ * directories whose name starts with `_` are never descended into.
+ * Depth-first order is not lexical order ("a-b" sorts before "a/b"), so the
+ * names are gathered, sorted and then paged.
+ */
+import { isPathNotFound, type StorageDriver } from './driver.js';
+import { pathFor } from './paths.js';
+
+export async function listRepositories(driver: StorageDriver, limit: number, last?: string): Promise<string[]> {
+  const found: string[] = [];
+  await walk(driver, pathFor({ kind: 'repositoriesRoot' }), '', found);
+  found.sort();
+  const start = last === undefined ? 0 : found.findIndex((name) => name > last);
+  return start < 0 ? [] : found.slice(start, start + limit);
+}
+
+async function walk(driver: StorageDriver, dir: string, prefix: string, found: string[]): Promise<void> {
+  let children: string[];
+  try {
+    children = await driver.list(dir);
+  } catch (err) {
+    if (isPathNotFound(err)) return;
+    throw err;
+  }
+  if (prefix !== '' && children.includes('_manifests')) found.push(prefix);
+  for (const child of children) {
+    if (child.startsWith('_')) continue;
+    if ((await driver.stat(`${dir}/${child}`))?.isDir !== true) continue;
+    await walk(driver, `${dir}/${child}`, prefix === '' ? child : `${prefix}/${child}`, found);
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The storage driver contract: a flat namespace of slash-separated paths
+ * ("/docker/registry/v2/…"), like Distribution's storagedriver.StorageDriver.
+ * Nothing above this interface may assume a local disk: a driver for S3 or
+ * any object store implements the same calls. Paths are absolute within the
+ * driver (start with "/"), never contain "." or ".." components, NUL bytes
+ * or empty components; drivers reject anything else with InvalidPathError.
+ */
+import type { Readable } from 'node:stream';
+
+export interface FileInfo {
+  path: string;
+  size: number;
+  modTime: Date;
+  isDir: boolean;
+}
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive. */
+  end: number;
+}
+
+/**
+ * A file written in place (as Distribution's drivers do): write to a private
+ * path such as an upload, then `move` it where readers look: that move is the
+ * atomic step.
+ */
+export interface FileWriter {
+  readonly path: string;
+  /** Bytes written so far. */
+  readonly size: number;
+  write(chunk: Uint8Array): Promise<void>;
+  /** Flushes everything durably (fsync). */
+  commit(): Promise<void>;
+  /** Drops what was written; safe to call more than once, and after a failed commit. */
+  cancel(): Promise<void>;
+}
+
+export interface StorageDriver {
+  readonly name: string;
+  /** Reads a small file whole (links, startedat). Throws PathNotFoundError. */
+  getContent(path: string): Promise<Buffer>;
+  /** Writes a small file atomically (temp file then rename). */
+  putContent(path: string, content: Uint8Array | string): Promise<void>;
+  /** Streams a file, or the inclusive byte range of it. Throws PathNotFoundError. */
+  reader(path: string, range?: ByteRange): Promise<Readable>;
+  /** Opens a writer at `path`, truncating what was there. */
+  writer(path: string): Promise<FileWriter>;
+  /** Stat, or undefined when nothing is there. */
+  stat(path: string): Promise<FileInfo | undefined>;
+  /** Names of the direct children of a directory, sorted. Throws PathNotFoundError. */
+  list(path: string): Promise<string[]>;
+  /** Moves a file, replacing the destination atomically. */
+  move(source: string, destination: string): Promise<void>;
+  /** Deletes a file or a whole directory tree. Throws PathNotFoundError. */
+  delete(path: string): Promise<void>;
+}
+
+export class PathNotFoundError extends Error {
+  readonly code = 'ERR_STORAGE_PATH_NOT_FOUND';
+  constructor(readonly path: string) {
+    super(`path not found: ${path}`);
+    this.name = 'PathNotFoundError';
+  }
+}
+
+export class InvalidPathError extends Error {
+  readonly code = 'ERR_STORAGE_INVALID_PATH';
+  constructor(readonly path: string) {
+    super(`invalid storage path: ${JSON.stringify(path.slice(0, 200))}`);
+    this.name = 'InvalidPathError';
+  }
+}
+
+export const isPathNotFound = (err: unknown): err is PathNotFoundError => err instanceof PathNotFoundError;
+
+const PATH_COMPONENT = /^[A-Za-z0-9._-]+$/;
+
+/** Validates a driver path: absolute, no empty, "." or ".." components, only safe characters. */
+export function checkPath(path: string): string {
+  if (!path.startsWith('/') || path.length > 4096) throw new InvalidPathError(path);
+  if (path === '/') return path;
+  for (const component of path.slice(1).split('/')) {
+    if (component === '.' || component === '..' || !PATH_COMPONENT.test(component)) throw new InvalidPathError(path);
+  }
+  return path;
+}

@@ -1,0 +1,177 @@
+/**
+ * Filesystem storage driver: the layout lives under one root directory,
+ * exactly where Distribution's filesystem driver puts it. Writes go to a
+ * uniquely named temp file beside the destination and become visible by
+ * rename(2), so a reader never sees a half-written file.
+ */
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import {
+  type ByteRange,
+  checkPath,
+  type FileInfo,
+  type FileWriter,
+  PathNotFoundError,
+  type StorageDriver,
+} from './driver.js';
+
+const isNotFound = (err: unknown): boolean =>
+  typeof err === 'object' && err !== null && ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '');
+
+const tempName = (path: string): string => `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+
+export class FilesystemDriver implements StorageDriver {
+  readonly name = 'filesystem';
+
+  constructor(readonly rootDirectory: string) {}
+
+  private full(path: string): string {
+    return join(this.rootDirectory, checkPath(path));
+  }
+
+  async getContent(path: string): Promise<Buffer> {
+    try {
+      return await readFile(this.full(path));
+    } catch (err) {
+      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') throw new PathNotFoundError(path);
+      throw err;
+    }
+  }
+
+  async putContent(path: string, content: Uint8Array | string): Promise<void> {
+    const target = this.full(path);
+    await mkdir(dirname(target), { recursive: true });
+    const temp = tempName(target);
+    const handle = await open(temp, 'w');
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await rename(temp, target);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async reader(path: string, range?: ByteRange): Promise<Readable> {
+    const full = this.full(path);
+    // Open first so a missing file is a typed error rather than a stream error.
+    let handle;
+    try {
+      handle = await open(full, 'r');
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path);
+      throw err;
+    }
+    const info = await handle.stat();
+    if (info.isDirectory()) {
+      await handle.close();
+      throw new PathNotFoundError(path);
+    }
+    return createReadStream('', {
+      fd: handle,
+      start: range?.start,
+      end: range?.end,
+      highWaterMark: 256 * 1024,
+    });
+  }
+
+  async writer(path: string): Promise<FileWriter> {
+    const target = this.full(path);
+    await mkdir(dirname(target), { recursive: true });
+    return FilesystemWriter.open(path, target);
+  }
+
+  async stat(path: string): Promise<FileInfo | undefined> {
+    try {
+      const info = await stat(this.full(path));
+      return { path, size: info.size, modTime: info.mtime, isDir: info.isDirectory() };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async list(path: string): Promise<string[]> {
+    try {
+      const entries = await readdir(this.full(path));
+      return entries.filter((name) => !name.includes('.tmp-')).sort();
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path);
+      throw err;
+    }
+  }
+
+  async move(source: string, destination: string): Promise<void> {
+    const target = this.full(destination);
+    await mkdir(dirname(target), { recursive: true });
+    try {
+      await rename(this.full(source), target);
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(source);
+      throw err;
+    }
+  }
+
+  async delete(path: string): Promise<void> {
+    const full = this.full(path);
+    if ((await this.stat(path)) === undefined) throw new PathNotFoundError(path);
+    await rm(full, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Writes in place, like Distribution's filesystem writer: callers write to a
+ * private path (an upload) and move it to its final place, which is the
+ * atomic step. In-place writing lets readers follow a file as it grows.
+ */
+class FilesystemWriter implements FileWriter {
+  private written = 0;
+  private done = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly target: string,
+    private readonly stream: WriteStream,
+  ) {}
+
+  static async open(path: string, target: string): Promise<FilesystemWriter> {
+    // flush: fsync before close, so a committed file survives a crash whole.
+    const stream = createWriteStream(target, { flags: 'w', flush: true });
+    await once(stream, 'open');
+    return new FilesystemWriter(path, target, stream);
+  }
+
+  get size(): number {
+    return this.written;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.done) throw new Error('write after commit or cancel');
+    this.written += chunk.byteLength;
+    if (!this.stream.write(chunk)) await once(this.stream, 'drain');
+  }
+
+  async commit(): Promise<void> {
+    if (this.done) throw new Error('commit after commit or cancel');
+    this.done = true;
+    await new Promise<void>((resolve, reject) => {
+      this.stream.once('error', reject);
+      this.stream.end(() => resolve());
+    });
+  }
+
+  async cancel(): Promise<void> {
+    this.done = true;
+    if (!this.stream.destroyed) this.stream.destroy();
+    await unlink(this.target).catch(() => undefined);
+  }
+}
