@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the integration tests drive as real servers and
+# clients. Idempotent: installs only what is missing, and runs `apt-get update`
+# only when something is.
+set -euo pipefail
+
+# package -> a command it provides (empty: check with dpkg only)
+packages=(docker-registry skopeo apache2-utils openssl)
+declare -A provides=(
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
+  [apache2-utils]=htpasswd
+  [openssl]=openssl
+)
+
+is_installed() {
+  local pkg=$1 cmd=${provides[$1]:-}
+  if [[ -n $cmd ]] && command -v "$cmd" >/dev/null 2>&1; then
+    return 0
+  fi
+  dpkg -s "$pkg" >/dev/null 2>&1
+}
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if is_installed "$pkg"; then
+    echo "install-test-deps: $pkg already installed"
+  else
+    missing+=("$pkg")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-test-deps: nothing to install"
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-test-deps: apt-get not found; install these yourself: ${missing[*]}" >&2
+  exit 1
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "install-test-deps: not root and sudo not found; as root run:" >&2
+    echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+echo "install-test-deps: installing ${missing[*]}"
+set -x
+"${sudo[@]}" apt-get update
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends "${missing[@]}"

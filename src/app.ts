@@ -1,0 +1,100 @@
+/**
+ * The composition root: config in, a listening registry out. The only place
+ * that picks implementations (storage driver, metadata store, proxy or not).
+ */
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { StevedoreConfig } from './config/types.js';
+import { createServer } from './http/server.js';
+import { MetadataStore } from './metadata/store.js';
+import { ProxyContext } from './proxy/context.js';
+import { FillRegistry } from './proxy/fill.js';
+import { ProxyRegistry } from './proxy/registry.js';
+import type { Registry } from './registry/services.js';
+import { FilesystemDriver } from './storage/filesystem.js';
+import { LocalRegistry } from './storage/local.js';
+import { UpstreamClient } from './upstream/client.js';
+import { openMetadataBackend } from './metadata/backend.js';
+
+export interface App {
+  server: Server;
+  registry: Registry;
+  address: AddressInfo;
+  close(): Promise<void>;
+}
+
+export interface BuiltRegistry {
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+export async function buildRegistry(config: StevedoreConfig, log: Logger): Promise<BuiltRegistry> {
+  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const local = new LocalRegistry(driver);
+  const upstreamConfig = config.proxy;
+  if (upstreamConfig === undefined) return { registry: local, close: async () => undefined };
+
+  const metadata = new MetadataStore({
+    store: await openMetadataBackend(config.metadata),
+    namespace: config.metadata.namespace,
+  });
+  const upstream = new UpstreamClient({
+    name: upstreamConfig.name,
+    url: upstreamConfig.url,
+    ...(upstreamConfig.username === undefined ? {} : { username: upstreamConfig.username }),
+    ...(upstreamConfig.password === undefined ? {} : { password: upstreamConfig.password }),
+    dockerHub: upstreamConfig.dockerHub,
+    timeouts: upstreamConfig.timeouts,
+    ...(upstreamConfig.caBundle === undefined ? {} : { caBundle: upstreamConfig.caBundle }),
+    tlsVerify: upstreamConfig.tlsVerify,
+    logger: log.child({ upstream: upstreamConfig.name }),
+  });
+  const fills = new FillRegistry(driver, local.storage.blobs, { maxResumes: 3, log });
+  const ctx = new ProxyContext(
+    local,
+    upstream,
+    metadata,
+    fills,
+    { tagTtlMs: upstreamConfig.tagTtlMs, blobConfirmTtlMs: Math.max(upstreamConfig.tagTtlMs, 60_000) },
+    log,
+    { manifests: config.cache.manifests.maxEntries, descriptors: config.cache.descriptors.maxEntries },
+  );
+  return {
+    registry: new ProxyRegistry(ctx),
+    async close() {
+      await upstream.close();
+      await metadata.close();
+    },
+  };
+}
+
+export async function startApp(config: StevedoreConfig, log: Logger): Promise<App> {
+  const built = await buildRegistry(config, log);
+  const server = createServer({
+    registry: built.registry,
+    log,
+    accessLog: config.log.accesslog,
+    prefix: config.http.prefix,
+    ...(config.http.tls ? { tls: config.http.tls } : {}),
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.http.port, config.http.host === '' ? undefined : config.http.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    server,
+    registry: built.registry,
+    address: server.address() as AddressInfo,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await built.close();
+    },
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * Cache metadata: tag freshness and last access times, in keyv so that
+ * several replicas can share it (Redis, PostgreSQL) while a single instance
+ * keeps it in memory. Everything here is advisory: losing it costs upstream
+ * round trips, never correctness, because content lives in storage.
+ */
+import Keyv, { type KeyvStoreAdapter } from 'keyv';
+
+export interface TagState {
+  digest: string;
+  /** When the upstream last confirmed the tag points at `digest` (ms since epoch). */
+  checkedAt: number;
+}
+
+export interface MetadataOptions {
+  /** A keyv store adapter (e.g. from @keyv/redis); in memory when absent. */
+  store?: KeyvStoreAdapter | Map<string, unknown>;
+  namespace?: string;
+  now?: () => number;
+}
+
+export class MetadataStore {
+  private readonly keyv: Keyv;
+  readonly now: () => number;
+
+  constructor(options: MetadataOptions = {}) {
+    this.keyv = new Keyv({ store: options.store ?? new Map(), namespace: options.namespace ?? 'stevedore' });
+    this.keyv.on('error', () => undefined);
+    this.now = options.now ?? Date.now;
+  }
+
+  private static tagKey(upstream: string, repository: string, tag: string): string {
+    return `tag:${upstream}:${repository}:${tag}`;
+  }
+
+  async getTag(upstream: string, repository: string, tag: string): Promise<TagState | undefined> {
+    return (await this.keyv.get<TagState>(MetadataStore.tagKey(upstream, repository, tag))) ?? undefined;
+  }
+
+  async setTag(upstream: string, repository: string, tag: string, digest: string): Promise<TagState> {
+    const state = { digest, checkedAt: this.now() };
+    await this.keyv.set(MetadataStore.tagKey(upstream, repository, tag), state);
+    return state;
+  }
+
+  /** Records a pull of a manifest or blob: `proxy.ttl` counts from here. */
+  async touch(digest: string): Promise<void> {
+    await this.keyv.set(`access:${digest}`, this.now());
+  }
+
+  async lastAccess(digest: string): Promise<number | undefined> {
+    return (await this.keyv.get<number>(`access:${digest}`)) ?? undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.keyv.disconnect();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Blobs through the proxy: served from storage when linked in the repository;
+ * otherwise fetched once from the upstream and streamed to every client while
+ * it is stored. A blob another repository already holds is linked here only
+ * after the upstream confirmed this repository has it: content never leaks
+ * across repositories through the cache.
+ */
+import { blobUnknown, RegistryError } from '../registry/errors.js';
+import type { Digest } from '../registry/digest.js';
+import { MediaType } from '../registry/mediatypes.js';
+import type { RepositoryName } from '../registry/names.js';
+import { type RangeSpec, resolveRange } from '../registry/range.js';
+import type { BlobContent, BlobDescriptor, BlobService } from '../registry/services.js';
+import type { LocalBlobs } from '../storage/local.js';
+import type { ProxyContext } from './context.js';
+import type { BlobFill } from './fill.js';
+import { discard, upstreamError } from './upstream.js';
+
+export class ProxyBlobs implements BlobService {
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly name: RepositoryName,
+    private readonly local: LocalBlobs,
+  ) {}
+
+  private key(digest: Digest): string {
+    return `${this.name}@${digest.value}`;
+  }
+
+  private async linkedLocally(digest: Digest): Promise<boolean> {
+    const key = this.key(digest);
+    if (this.ctx.linkedBlobs.has(key)) return true;
+    if (!(await this.local.linked(digest))) return false;
+    this.ctx.linkedBlobs.set(key, true);
+    return true;
+  }
+
+  /** Asks the upstream (HEAD, cached) whether this repository has the blob; returns its size. */
+  private async confirm(digest: Digest): Promise<number> {
+    const cached = this.ctx.confirmedBlobs.get(this.key(digest));
+    if (cached !== undefined) return cached;
+    const { upstream } = this.ctx;
+    const response = await upstream.request({ method: 'HEAD', repository: this.name, kind: 'blobs', reference: digest.value });
+    discard(response);
+    if (response.status !== 200) throw upstreamError(upstream.name, response.status, response.headers, () => blobUnknown(digest.value));
+    const size = Number(response.headers['content-length']);
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new RegistryError('UPSTREAM_ERROR', `upstream ${upstream.name} answered a blob HEAD without a Content-Length`);
+    }
+    this.ctx.confirmedBlobs.set(this.key(digest), size);
+    return size;
+  }
+
+  /** Links a blob that is already in the global store, once the upstream vouched for this repository. */
+  private async adopt(digest: Digest): Promise<boolean> {
+    const global = await this.ctx.local.storage.blobs.stat(digest);
+    if (global === undefined) return false;
+    await this.confirm(digest);
+    await this.ctx.local.storage.layers.link(this.name, digest);
+    this.ctx.linkedBlobs.set(this.key(digest), true);
+    return true;
+  }
+
+  async stat(digest: Digest): Promise<BlobDescriptor> {
+    if ((await this.linkedLocally(digest)) || (await this.adopt(digest))) {
+      this.ctx.touch(digest.value);
+      return this.local.stat(digest);
+    }
+    // A HEAD does not fill: it only tells whether the upstream has the blob.
+    return { digest, size: await this.confirm(digest), mediaType: MediaType.OctetStream };
+  }
+
+  async open(digest: Digest, range?: RangeSpec): Promise<BlobContent> {
+    if ((await this.linkedLocally(digest)) || (await this.adopt(digest))) {
+      this.ctx.touch(digest.value);
+      return this.local.open(digest, range);
+    }
+    const fill = await this.joinOrStart(digest);
+    const descriptor = { digest, size: fill.size, mediaType: MediaType.OctetStream };
+    this.ctx.touch(digest.value);
+    if (range === undefined) return { descriptor, stream: fill.follow() };
+    const resolved = resolveRange(range, fill.size);
+    return { descriptor, range: resolved, stream: fill.follow(resolved) };
+  }
+
+  private async joinOrStart(digest: Digest): Promise<BlobFill> {
+    const { fills, upstream, local } = this.ctx;
+    const running = fills.current(digest);
+    if (running !== undefined) {
+      const fill = await running;
+      if (fill.repository === this.name) return fill;
+      // Another repository's fill: join it only once the upstream confirms this one has the blob too.
+      await this.confirm(digest);
+      void fill.done.then(
+        () => local.storage.layers.link(this.name, digest),
+        () => undefined,
+      );
+      return fill;
+    }
+    return fills.start(upstream, this.name, digest, async (done) => {
+      await local.storage.layers.link(done.repository, done.digest);
+      this.ctx.linkedBlobs.set(`${done.repository}@${done.digest.value}`, true);
+    });
+  }
+}

@@ -1,0 +1,68 @@
+/** What the proxy's services share: local storage, the upstream, metadata, fills and hot caches. */
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import type { MetadataStore } from '../metadata/store.js';
+import type { LocalRegistry } from '../storage/local.js';
+import type { FillRegistry } from './fill.js';
+import type { Upstream } from './upstream.js';
+
+export interface ProxyPolicy {
+  /** How long a cached tag is served without asking the upstream. */
+  tagTtlMs: number;
+  /** How long an upstream confirmation that a repository holds a blob is trusted. */
+  blobConfirmTtlMs: number;
+}
+
+/** A manifest known to be linked in a repository, kept in memory so a warm HEAD touches no disk. */
+export interface HotManifest {
+  digest: string;
+  mediaType: string;
+  payload: Buffer;
+}
+
+export interface HotTag {
+  digest: string;
+  checkedAt: number;
+}
+
+export class ProxyContext {
+  /** `repo@digest` → manifest linked there. Content-addressed, so never stale. */
+  readonly hotManifests: LRUCache<string, HotManifest>;
+  /** `repo:tag` → the digest and when the upstream last confirmed it. */
+  readonly hotTags: LRUCache<string, HotTag>;
+  /** `repo@digest` → the blob is linked in the repository. */
+  readonly linkedBlobs: LRUCache<string, true>;
+  /** `repo@digest` → size the upstream announced for the blob in that repository. */
+  readonly confirmedBlobs: LRUCache<string, number>;
+  /** Last time an access was written to metadata, to write at most once a minute per digest. */
+  private readonly touched: LRUCache<string, number>;
+
+  constructor(
+    readonly local: LocalRegistry,
+    readonly upstream: Upstream,
+    readonly metadata: MetadataStore,
+    readonly fills: FillRegistry,
+    readonly policy: ProxyPolicy,
+    readonly log: Logger,
+    limits: { manifests: number; descriptors: number },
+  ) {
+    this.hotManifests = new LRUCache({ max: limits.manifests });
+    this.hotTags = new LRUCache({ max: limits.manifests });
+    this.linkedBlobs = new LRUCache({ max: limits.descriptors });
+    this.confirmedBlobs = new LRUCache({ max: limits.descriptors, ttl: policy.blobConfirmTtlMs });
+    this.touched = new LRUCache({ max: limits.descriptors });
+  }
+
+  get now(): number {
+    return this.metadata.now();
+  }
+
+  /** Records a pull for `proxy.ttl` accounting, off the request path. */
+  touch(digest: string): void {
+    const now = this.now;
+    const last = this.touched.get(digest);
+    if (last !== undefined && now - last < 60_000) return;
+    this.touched.set(digest, now);
+    this.metadata.touch(digest).catch((err: unknown) => this.log.warn({ err, digest }, 'metadata write failed'));
+  }
+}

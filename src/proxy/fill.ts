@@ -1,0 +1,230 @@
+/**
+ * One upstream download of one blob, shared by every client that wants it.
+ *
+ * The fill writes the upstream body to an upload file in storage while
+ * hashing it, resumes with a Range request when the upstream connection
+ * breaks, and commits (verify digest, atomic move) at the end. Clients never
+ * read the upstream stream: each one follows the spool file as it grows, so
+ * a slow or departed client neither slows nor stops the fill, and a late
+ * client (or a Range request) starts from what is already on disk.
+ *
+ * The last byte is released only after the digest is verified, so a client
+ * never receives a complete-looking body that is wrong: if verification
+ * fails, every follower is cut short.
+ */
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { blobUnknown, RegistryError } from '../registry/errors.js';
+import type { Digest } from '../registry/digest.js';
+import type { RepositoryName } from '../registry/names.js';
+import type { ResolvedRange } from '../registry/range.js';
+import type { BlobDescriptor } from '../registry/services.js';
+import type { BlobIngest, BlobStore } from '../storage/blobs.js';
+import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
+import { discard, type Upstream, type UpstreamResponse, upstreamError } from './upstream.js';
+
+export type FillState = 'filling' | 'committed' | 'failed';
+
+export interface FillOptions {
+  maxResumes: number;
+  log: Logger;
+}
+
+export class BlobFill extends EventEmitter {
+  state: FillState = 'filling';
+  error: Error | undefined;
+  /** Resolves when the blob is committed; rejects when the fill failed. */
+  readonly done: Promise<BlobDescriptor>;
+  private resolveDone!: (d: BlobDescriptor) => void;
+  private rejectDone!: (e: Error) => void;
+
+  constructor(
+    readonly repository: RepositoryName,
+    readonly digest: Digest,
+    /** Announced by the upstream's Content-Length. */
+    readonly size: number,
+    private readonly ingest: BlobIngest,
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+  ) {
+    super();
+    this.setMaxListeners(0);
+    this.done = new Promise((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    this.done.catch(() => undefined);
+  }
+
+  /** Bytes safely on disk. */
+  get written(): number {
+    return this.ingest.size;
+  }
+
+  async run(
+    first: UpstreamResponse,
+    upstream: Upstream,
+    options: FillOptions,
+    onCommit: (fill: BlobFill) => Promise<void>,
+  ): Promise<void> {
+    let response = first;
+    let resumes = 0;
+    try {
+      for (;;) {
+        try {
+          for await (const chunk of response.body as AsyncIterable<Buffer>) {
+            await this.ingest.write(chunk);
+            this.emit('progress');
+          }
+          if (this.ingest.size >= this.size) break;
+          throw new Error(`upstream body ended early at ${this.ingest.size} of ${this.size} bytes`);
+        } catch (err) {
+          if (resumes >= options.maxResumes || this.ingest.size >= this.size) throw err;
+          resumes += 1;
+          options.log.warn(
+            { digest: this.digest.value, offset: this.ingest.size, attempt: resumes, err: (err as Error).message },
+            'upstream blob transfer interrupted; resuming with a Range request',
+          );
+          response = await this.resume(upstream);
+        }
+      }
+      const descriptor = await this.ingest.commit(this.size);
+      // Link before anyone learns the fill is over, so the next request finds the blob in place.
+      this.state = 'committed';
+      await onCommit(this).catch((err: unknown) => options.log.error({ err, digest: this.digest.value }, 'linking a filled blob failed'));
+      this.resolveDone(descriptor);
+    } catch (err) {
+      await this.ingest.cancel();
+      this.error = err instanceof RegistryError ? err : new RegistryError('UPSTREAM_ERROR', `upstream blob transfer failed: ${(err as Error).message}`);
+      this.state = 'failed';
+      this.rejectDone(this.error);
+    }
+    this.emit('progress');
+  }
+
+  private async resume(upstream: Upstream): Promise<UpstreamResponse> {
+    const offset = this.ingest.size;
+    const response = await upstream.request({
+      method: 'GET',
+      repository: this.repository,
+      kind: 'blobs',
+      reference: this.digest.value,
+      headers: { Range: `bytes=${offset}-` },
+    });
+    const range = /^bytes (\d+)-/.exec(response.headers['content-range'] ?? '');
+    if (response.status !== 206 || Number(range?.[1]) !== offset) {
+      discard(response);
+      throw new Error(`upstream cannot resume at byte ${offset} (status ${response.status})`);
+    }
+    return response;
+  }
+
+  /** Waits until more than `position` bytes are servable, or the fill ends. */
+  private async waitFor(position: number): Promise<void> {
+    while (this.state === 'filling' && this.servable() <= position) {
+      await new Promise<void>((resolve) => this.once('progress', resolve));
+    }
+    if (this.state === 'failed') throw this.error;
+  }
+
+  /** Bytes a follower may read: everything once committed, all but the last byte before. */
+  private servable(): number {
+    return this.state === 'committed' ? this.size : Math.min(this.ingest.size, this.size - 1);
+  }
+
+  /** A stream of the blob (or a range of it) that follows the fill. */
+  follow(range?: ResolvedRange): Readable {
+    return Readable.from(this.chunks(range?.start ?? 0, range?.end ?? this.size - 1), { objectMode: false });
+  }
+
+  private async *chunks(start: number, end: number): AsyncGenerator<Buffer> {
+    let position = start;
+    while (position <= end) {
+      await this.waitFor(position);
+      const last = Math.min(this.servable() - 1, end);
+      let stream: Readable;
+      try {
+        stream =
+          this.state === 'committed'
+            ? await this.blobs.reader(this.digest, { start: position, end: last })
+            : await this.driver.reader(this.ingest.spoolPath, { start: position, end: last });
+      } catch (err) {
+        // The spool moved into place between our check and the open: read from the blob next time round.
+        if ((isPathNotFound(err) || (err as RegistryError).code === 'BLOB_UNKNOWN') && this.state !== 'filling') continue;
+        if (isPathNotFound(err) && this.state === 'filling') {
+          await new Promise<void>((resolve) => this.once('progress', resolve));
+          continue;
+        }
+        throw err;
+      }
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        position += chunk.byteLength;
+        yield chunk;
+      }
+    }
+    if (this.state === 'failed') throw this.error;
+  }
+}
+
+/** The fills under way in this process, one per digest. */
+export class FillRegistry {
+  private readonly fills = new Map<string, Promise<BlobFill>>();
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+    private readonly options: FillOptions,
+  ) {}
+
+  get active(): number {
+    return this.fills.size;
+  }
+
+  current(digest: Digest): Promise<BlobFill> | undefined {
+    return this.fills.get(digest.value);
+  }
+
+  /** Joins the fill of `digest` or starts one; resolves once the upstream answered with headers. */
+  start(upstream: Upstream, repository: RepositoryName, digest: Digest, onCommit: (fill: BlobFill) => Promise<void>): Promise<BlobFill> {
+    const existing = this.fills.get(digest.value);
+    if (existing) return existing;
+    const started = this.begin(upstream, repository, digest, onCommit);
+    this.fills.set(digest.value, started);
+    started.then(
+      (fill) => fill.done.catch(() => undefined).finally(() => this.fills.delete(digest.value)),
+      () => this.fills.delete(digest.value),
+    );
+    return started;
+  }
+
+  private async begin(
+    upstream: Upstream,
+    repository: RepositoryName,
+    digest: Digest,
+    onCommit: (fill: BlobFill) => Promise<void>,
+  ): Promise<BlobFill> {
+    const response = await upstream.request({ method: 'GET', repository, kind: 'blobs', reference: digest.value });
+    if (response.status !== 200) {
+      discard(response);
+      throw upstreamError(upstream.name, response.status, response.headers, () => blobUnknown(digest.value));
+    }
+    const size = Number(response.headers['content-length']);
+    if (!Number.isSafeInteger(size) || size < 0) {
+      discard(response);
+      throw new RegistryError('UPSTREAM_ERROR', `upstream ${upstream.name} sent blob ${digest.value} without a Content-Length`);
+    }
+    const ingest = await this.blobs.begin(repository, digest);
+    const fill = new BlobFill(repository, digest, size, ingest, this.driver, this.blobs);
+    this.options.log.info({ repository, digest: digest.value, size, upstream: upstream.name }, 'blob fill started');
+    const started = Date.now();
+    void fill.run(response, upstream, this.options, onCommit).then(() => {
+      if (fill.state === 'committed') {
+        this.options.log.info({ repository, digest: digest.value, size, durationMs: Date.now() - started }, 'blob fill committed');
+      } else {
+        this.options.log.warn({ repository, digest: digest.value, err: fill.error?.message }, 'blob fill failed; nothing was stored');
+      }
+    });
+    return fill;
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Manifests through the proxy.
+ *
+ * By digest: immutable, served from storage once stored; on a miss fetched,
+ * verified against the digest, stored and linked.
+ * By tag: a tag the upstream confirmed less than `tagTtl` ago is served from
+ * memory or storage without asking. Otherwise the upstream is asked with a
+ * HEAD (free on Docker Hub's rate limit); a known digest only refreshes the
+ * tag, an unknown one is fetched with a GET. When the upstream is down,
+ * rate-limiting or failing, the cached tag is served stale with a warning.
+ * Payloads are stored and served exactly as the upstream sent them.
+ */
+import { manifestUnknown, RegistryError } from '../registry/errors.js';
+import { type Digest, digestOf, tryParseDigest } from '../registry/digest.js';
+import { MAX_MANIFEST_SIZE, parseManifest } from '../registry/manifest.js';
+import { accepts, MANIFEST_MEDIA_TYPES } from '../registry/mediatypes.js';
+import type { RepositoryName, Tag } from '../registry/names.js';
+import type { Reference } from '../registry/reference.js';
+import type { ManifestContent, ManifestRequest, ManifestService } from '../registry/services.js';
+import { checkAcceptable, type LocalManifests } from '../storage/local.js';
+import type { HotManifest, ProxyContext } from './context.js';
+import { discard, upstreamError, type UpstreamResponse } from './upstream.js';
+
+const staleWarning = (upstream: string, why: string): string =>
+  `stevedore: served from cache; upstream ${upstream} is unavailable (${why})`;
+
+export class ProxyManifests implements ManifestService {
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly name: RepositoryName,
+    private readonly local: LocalManifests,
+  ) {}
+
+  async get(reference: Reference, request: ManifestRequest): Promise<ManifestContent> {
+    const content = reference.kind === 'digest' ? await this.byDigest(reference.digest, request) : await this.byTag(reference.tag, request);
+    this.ctx.touch(content.digest.value);
+    return content;
+  }
+
+  /** The manifest linked here under `digest`, from memory or storage; undefined when not stored. */
+  private async stored(digest: Digest): Promise<HotManifest | undefined> {
+    const key = `${this.name}@${digest.value}`;
+    const hot = this.ctx.hotManifests.get(key);
+    if (hot !== undefined) return hot;
+    if ((await this.local.resolve({ kind: 'digest', digest, value: digest.value })) === undefined) return undefined;
+    const { mediaType, payload } = await this.ctx.local.storage.readManifest(digest);
+    const entry = { digest: digest.value, mediaType, payload };
+    this.ctx.hotManifests.set(key, entry);
+    return entry;
+  }
+
+  private serve(entry: HotManifest, reference: Reference, request: ManifestRequest, warnings?: string[]): ManifestContent {
+    checkAcceptable(this.name, reference, entry.mediaType, request.accept);
+    const digest = tryParseDigest(entry.digest) as Digest;
+    return warnings ? { digest, mediaType: entry.mediaType, payload: entry.payload, warnings } : { digest, mediaType: entry.mediaType, payload: entry.payload };
+  }
+
+  private async byDigest(digest: Digest, request: ManifestRequest): Promise<ManifestContent> {
+    const reference: Reference = { kind: 'digest', digest, value: digest.value };
+    const cached = await this.stored(digest);
+    if (cached !== undefined) return this.serve(cached, reference, request);
+    const fetched = await this.fetch(digest.value, request);
+    if (fetched.digest !== digest.value) {
+      throw new RegistryError('DIGEST_INVALID', `upstream ${this.ctx.upstream.name} sent a manifest that does not match its digest`, {
+        detail: { expected: digest.value, actual: fetched.digest },
+      });
+    }
+    return this.serve(fetched, reference, request);
+  }
+
+  private async byTag(tag: Tag, request: ManifestRequest): Promise<ManifestContent> {
+    const reference: Reference = { kind: 'tag', tag, value: tag };
+    const { ctx } = this;
+    const key = `${this.name}:${tag}`;
+    const known = ctx.hotTags.get(key) ?? (await this.knownTag(tag));
+    const cached = known === undefined ? undefined : await this.stored(tryParseDigest(known.digest) as Digest);
+    if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.policy.tagTtlMs && accepts(request.accept, cached.mediaType)) {
+      return this.serve(cached, reference, request);
+    }
+    try {
+      const entry = await this.refreshTag(tag, request, cached);
+      return this.serve(entry, reference, request);
+    } catch (err) {
+      const outage = err instanceof RegistryError && ['UNAVAILABLE', 'UPSTREAM_ERROR', 'TOOMANYREQUESTS'].includes(err.code);
+      if (!outage || cached === undefined) throw err;
+      ctx.log.warn({ repository: this.name, tag, upstream: ctx.upstream.name, reason: err.message }, 'serving a stale tag: upstream unavailable');
+      return this.serve(cached, reference, request, [staleWarning(ctx.upstream.name, err.code)]);
+    }
+  }
+
+  /** The tag as last recorded in metadata, else as found in storage (never confirmed: checkedAt 0). */
+  private async knownTag(tag: Tag): Promise<{ digest: string; checkedAt: number } | undefined> {
+    const recorded = await this.ctx.metadata.getTag(this.ctx.upstream.name, this.name, tag);
+    if (recorded !== undefined) return recorded;
+    const digest = await this.ctx.local.storage.tags.resolve(this.name, tag);
+    return digest === undefined ? undefined : { digest: digest.value, checkedAt: 0 };
+  }
+
+  /** Asks the upstream what the tag points at now; fetches only what is not stored. */
+  private async refreshTag(tag: Tag, request: ManifestRequest, cached: HotManifest | undefined): Promise<HotManifest> {
+    const { ctx } = this;
+    const head = await ctx.upstream.request({ method: 'HEAD', repository: this.name, kind: 'manifests', reference: tag, headers: this.acceptHeader(request) });
+    discard(head);
+    if (head.status !== 200) throw this.failure(head, tag);
+    const announced = tryParseDigest(head.headers['docker-content-digest'] ?? '');
+    let entry = announced === undefined ? undefined : cached?.digest === announced.value ? cached : await this.stored(announced);
+    if (entry === undefined) entry = await this.fetch(tag, request);
+    await this.recordTag(tag, entry.digest);
+    return entry;
+  }
+
+  private async recordTag(tag: Tag, digest: string): Promise<void> {
+    const { ctx } = this;
+    const current = await ctx.local.storage.tags.resolve(this.name, tag);
+    if (current?.value !== digest) await ctx.local.storage.tags.tag(this.name, tag, tryParseDigest(digest) as Digest);
+    const state = await ctx.metadata.setTag(ctx.upstream.name, this.name, tag, digest);
+    ctx.hotTags.set(`${this.name}:${tag}`, state);
+  }
+
+  private acceptHeader(request: ManifestRequest): Record<string, string> {
+    const wanted = request.accept.filter((type) => (MANIFEST_MEDIA_TYPES as readonly string[]).includes(type));
+    return { Accept: (wanted.length > 0 ? wanted : MANIFEST_MEDIA_TYPES).join(', ') };
+  }
+
+  private failure(response: UpstreamResponse, reference: string): RegistryError {
+    return upstreamError(this.ctx.upstream.name, response.status, response.headers, () => manifestUnknown(this.name, reference));
+  }
+
+  /** GETs a manifest from the upstream, verifies and stores it, links the revision. */
+  private async fetch(reference: string, request: ManifestRequest): Promise<HotManifest> {
+    const { ctx } = this;
+    const response = await ctx.upstream.request({ method: 'GET', repository: this.name, kind: 'manifests', reference, headers: this.acceptHeader(request) });
+    if (response.status !== 200) {
+      discard(response);
+      throw this.failure(response, reference);
+    }
+    const payload = await readLimited(response, MAX_MANIFEST_SIZE);
+    const digest = digestOf(payload);
+    const announced = response.headers['docker-content-digest'];
+    if (announced !== undefined && announced !== digest.value && announced.startsWith('sha256:')) {
+      throw new RegistryError('DIGEST_INVALID', `upstream ${ctx.upstream.name} sent a manifest whose content does not match its Docker-Content-Digest`, {
+        detail: { announced, actual: digest.value },
+      });
+    }
+    const contentType = response.headers['content-type']?.split(';')[0]?.trim();
+    const { mediaType } = parseManifest(payload, contentType);
+    await ctx.local.storage.blobs.put(payload);
+    await ctx.local.storage.revisions.link(this.name, digest);
+    const entry = { digest: digest.value, mediaType, payload };
+    ctx.hotManifests.set(`${this.name}@${digest.value}`, entry);
+    ctx.log.info({ repository: this.name, reference, digest: digest.value, mediaType, upstream: ctx.upstream.name }, 'manifest cached');
+    return entry;
+  }
+}
+
+async function readLimited(response: UpstreamResponse, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    total += chunk.byteLength;
+    if (total > limit) {
+      response.body.destroy();
+      throw new RegistryError('MANIFEST_INVALID', `upstream manifest larger than ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}

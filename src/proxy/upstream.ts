@@ -1,0 +1,68 @@
+/**
+ * What the proxy needs from an upstream registry client (src/upstream
+ * implements it), and the translation of upstream answers into domain errors.
+ */
+import type { Readable } from 'node:stream';
+import { RegistryError } from '../registry/errors.js';
+
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD';
+  repository: string;
+  kind: 'manifests' | 'blobs' | 'referrers' | 'tags';
+  reference: string;
+  headers?: Record<string, string>;
+  query?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Readable;
+  url: string;
+}
+
+export interface Upstream {
+  readonly name: string;
+  request(request: UpstreamRequest): Promise<UpstreamResponse>;
+  close(): Promise<void>;
+}
+
+/** True for answers that mean "the upstream is not able to serve now": serve stale content instead. */
+export const isUpstreamOutage = (status: number): boolean => status >= 500 || status === 429 || status === 408;
+
+/** Discards a body we do not read, so the connection goes back to the pool. */
+export function discard(response: UpstreamResponse): void {
+  response.body.resume();
+  response.body.on('error', () => undefined);
+}
+
+/** Maps a non-2xx upstream answer to the error the client should see. */
+export function upstreamError(
+  upstream: string,
+  status: number,
+  headers: Record<string, string>,
+  notFound: () => RegistryError,
+): RegistryError {
+  if (status === 404) return notFound();
+  if (status === 401 || status === 403) {
+    return new RegistryError('DENIED', `upstream ${upstream} refused access: the repository does not exist there or the configured credentials cannot read it`, {
+      detail: { upstream, status },
+    });
+  }
+  if (status === 429) {
+    const retry = headers['retry-after'];
+    return new RegistryError('TOOMANYREQUESTS', `upstream ${upstream} is rate-limiting requests and the content is not cached`, {
+      detail: { upstream, status },
+      ...(retry === undefined ? {} : { retryAfter: retry }),
+    });
+  }
+  if (status >= 500) {
+    return new RegistryError('UPSTREAM_ERROR', `upstream ${upstream} failed with status ${status} and the content is not cached`, {
+      detail: { upstream, status },
+    });
+  }
+  return new RegistryError('UPSTREAM_ERROR', `upstream ${upstream} answered with unexpected status ${status}`, {
+    detail: { upstream, status },
+  });
+}

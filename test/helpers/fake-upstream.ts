@@ -1,0 +1,134 @@
+/**
+ * A small registry that speaks the distribution protocol for one repository,
+ * for the faults a real Distribution cannot produce: a wrong byte, a cut
+ * connection, a stall. It counts the requests it receives.
+ */
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { createHash } from 'node:crypto';
+import type { AddressInfo, Socket } from 'node:net';
+
+export type BlobFault = 'none' | 'wrong-byte' | 'cut' | 'stall' | 'no-range';
+
+export interface FakeBlob {
+  content: Buffer;
+  digest: string;
+}
+
+export interface FakeUpstream {
+  url: string;
+  host: string;
+  blobs: Map<string, FakeBlob>;
+  manifests: Map<string, { payload: Buffer; mediaType: string; digest: string }>;
+  /** Fault applied to the next blob GETs (not to Range resumes unless `faultResumes`). */
+  fault: BlobFault;
+  faultResumes: boolean;
+  /** `METHOD path` of every request, in order. */
+  log: string[];
+  count(method: string, pathPart: string): number;
+  close(): Promise<void>;
+}
+
+export const sha256 = (data: Buffer | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+export function blob(content: Buffer): FakeBlob {
+  return { content, digest: sha256(content) };
+}
+
+export async function startFakeUpstream(repository: string): Promise<FakeUpstream> {
+  const sockets = new Set<Socket>();
+  const state: Omit<FakeUpstream, 'url' | 'host' | 'close' | 'count'> = {
+    blobs: new Map(),
+    manifests: new Map(),
+    fault: 'none',
+    faultResumes: false,
+    log: [],
+  };
+  const prefix = `/v2/${repository}/`;
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = req.url ?? '/';
+    state.log.push(`${req.method} ${path}`);
+    res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    if (path === '/v2/') {
+      res.end('{}');
+      return;
+    }
+    if (!path.startsWith(prefix)) return notFound(res, 'NAME_UNKNOWN');
+    const [kind, reference = ''] = path.slice(prefix.length).split('/');
+    if (kind === 'manifests') {
+      const manifest = state.manifests.get(reference);
+      if (!manifest) return notFound(res, 'MANIFEST_UNKNOWN');
+      res.writeHead(200, {
+        'Content-Type': manifest.mediaType,
+        'Content-Length': manifest.payload.length,
+        'Docker-Content-Digest': manifest.digest,
+      });
+      res.end(req.method === 'HEAD' ? undefined : manifest.payload);
+      return;
+    }
+    if (kind !== 'blobs') return notFound(res, 'NOT_FOUND');
+    const found = state.blobs.get(reference);
+    if (!found) return notFound(res, 'BLOB_UNKNOWN');
+    serveBlob(req, res, found, state);
+  };
+
+  const server: Server = createServer(handler);
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return Object.assign(state, {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    count: (method: string, pathPart: string) => state.log.filter((l) => l.startsWith(`${method} `) && l.includes(pathPart)).length,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  });
+}
+
+function notFound(res: ServerResponse, code: string): void {
+  res.writeHead(404, { 'Content-Type': 'application/json' });
+  res.end(JSON.stringify({ errors: [{ code, message: code.toLowerCase() }] }));
+}
+
+function serveBlob(req: IncomingMessage, res: ServerResponse, found: FakeBlob, state: Pick<FakeUpstream, 'fault' | 'faultResumes'>): void {
+  const size = found.content.length;
+  const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  // A resume (Range request) is served cleanly unless `faultResumes`, in which case the
+  // upstream ignores Range and the transfer cannot be resumed.
+  const honourRange = range !== null && !state.faultResumes && state.fault !== 'no-range';
+  const fault = range !== null ? 'none' : state.fault;
+  if (req.method === 'HEAD') {
+    res.writeHead(200, { 'Content-Length': size, 'Docker-Content-Digest': found.digest, 'Content-Type': 'application/octet-stream' });
+    res.end();
+    return;
+  }
+  if (range && honourRange) {
+    const start = Number(range[1]);
+    res.writeHead(206, { 'Content-Length': size - start, 'Content-Range': `bytes ${start}-${size - 1}/${size}` });
+    res.end(found.content.subarray(start));
+    return;
+  }
+  res.writeHead(200, { 'Content-Length': size, 'Docker-Content-Digest': found.digest, 'Content-Type': 'application/octet-stream' });
+  const half = Math.floor(size / 2);
+  switch (fault) {
+    case 'wrong-byte': {
+      const body = Buffer.from(found.content);
+      body[half] = (body[half] ?? 0) ^ 0xff;
+      res.end(body);
+      return;
+    }
+    case 'cut':
+      res.write(found.content.subarray(0, half), () => res.socket?.destroy());
+      return;
+    case 'stall':
+      res.write(found.content.subarray(0, half));
+      return; // never ends: the client's body timeout must fire
+    default:
+      res.end(found.content);
+  }
+}

@@ -1,0 +1,132 @@
+import { spawn } from 'node:child_process'
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { removeDir } from './tmp.js'
+
+export const SKOPEO_BIN = process.env.STEVEDORE_TEST_SKOPEO_BIN ?? 'skopeo'
+
+export interface SkopeoResult {
+  stdout: string
+  stderr: string
+}
+
+export interface SkopeoOptions {
+  /** Added to the isolated environment. */
+  env?: Record<string, string>
+  /** Killed (SIGKILL, by PID) after this long; default 120 s. */
+  timeoutMs?: number
+}
+
+export class SkopeoError extends Error {
+  readonly code = 'HARNESS_SKOPEO_FAILED'
+  constructor(readonly args: string[], readonly exitCode: number | null, readonly stderr: string) {
+    super(`skopeo ${redact(args).join(' ')} exited with ${exitCode}: ${stderr.trim()}`)
+  }
+}
+
+function redact(args: string[]): string[] {
+  return args.map((arg, i) => (/^--(src-|dest-)?creds$/.test(args[i - 1] ?? '') ? '<redacted>' : arg))
+}
+
+/**
+ * Runs skopeo with nothing from the machine's or the user's container config:
+ * HOME, XDG dirs, the auth file and registries.conf all point into a fresh
+ * temp dir removed afterwards. Rejects with its stderr on a non-zero exit.
+ */
+export async function skopeo(args: string[], opts: SkopeoOptions = {}): Promise<SkopeoResult> {
+  const home = await mkdtemp(join(tmpdir(), 'stevedore-skopeo-'))
+  try {
+    const env = await isolatedEnv(home)
+    return await run(args, { ...env, ...opts.env }, opts.timeoutMs ?? 120_000)
+  } finally {
+    await removeDir(home)
+  }
+}
+
+export type ManifestFormat = 'v2s1' | 'v2s2' | 'oci'
+
+export interface PushOptions extends SkopeoOptions {
+  /** Copy every platform of an index (`--all`). */
+  all?: boolean
+  /** user:password */
+  creds?: string
+  format?: ManifestFormat
+}
+
+/** `oci:<layoutDir>:<tag>` → `docker://<dest>`; `dest` is `host/repo:tag`. */
+export function pushLayout(layoutDir: string, tag: string, dest: string, opts: PushOptions = {}): Promise<SkopeoResult> {
+  const args = ['--insecure-policy', 'copy', '--dest-tls-verify=false']
+  if (opts.all === true) args.push('--all')
+  if (opts.creds !== undefined) args.push('--dest-creds', opts.creds)
+  if (opts.format !== undefined) args.push('--format', opts.format)
+  args.push(ociRef(layoutDir, tag), `docker://${dest}`)
+  return skopeo(args, opts)
+}
+
+export interface PullOptions extends SkopeoOptions {
+  all?: boolean
+  creds?: string
+}
+
+/** `docker://<src>` → `oci:<layoutDir>:<tag>`; `src` is `host/repo:tag` or `host/repo@digest`. */
+export function pullToLayout(src: string, layoutDir: string, tag: string, opts: PullOptions = {}): Promise<SkopeoResult> {
+  const args = ['--insecure-policy', 'copy', '--src-tls-verify=false']
+  if (opts.all === true) args.push('--all')
+  if (opts.creds !== undefined) args.push('--src-creds', opts.creds)
+  args.push(`docker://${src}`, ociRef(layoutDir, tag))
+  return skopeo(args, opts)
+}
+
+function ociRef(layoutDir: string, tag: string): string {
+  // skopeo splits `oci:DIR:TAG` at the first colon after `oci:`
+  if (layoutDir.includes(':')) throw new Error(`skopeo cannot address an OCI layout whose path has a colon: ${layoutDir}`)
+  return `oci:${layoutDir}:${tag}`
+}
+
+async function isolatedEnv(home: string): Promise<NodeJS.ProcessEnv> {
+  const runtime = join(home, 'run')
+  const config = join(home, 'config')
+  await mkdir(runtime, { mode: 0o700 })
+  await mkdir(join(config, 'containers'), { recursive: true })
+  const authFile = join(home, 'auth.json')
+  const registriesConf = join(config, 'containers/registries.conf')
+  await writeFile(authFile, '{"auths":{}}\n')
+  await writeFile(registriesConf, 'unqualified-search-registries = []\n')
+  await writeFile(join(config, 'containers/containers.conf'), '')
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: home,
+    TMPDIR: home,
+    XDG_RUNTIME_DIR: runtime,
+    XDG_CONFIG_HOME: config,
+    DOCKER_CONFIG: join(home, 'docker'),
+    REGISTRY_AUTH_FILE: authFile,
+    CONTAINERS_REGISTRIES_CONF: registriesConf,
+    CONTAINERS_CONF: join(config, 'containers/containers.conf'),
+  }
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<SkopeoResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(SKOPEO_BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const stdout: Buffer[] = []
+    const stderr: Buffer[] = []
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL')
+      stderr.push(Buffer.from(`\n[harness] killed after ${timeoutMs} ms`))
+    }, timeoutMs)
+    child.once('error', error => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    child.once('close', code => {
+      clearTimeout(timer)
+      const result = { stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') }
+      if (code === 0) resolve(result)
+      else reject(new SkopeoError(args, code, result.stderr))
+    })
+  })
+}
