@@ -1,20 +1,22 @@
 /** The CLI: argv and env to config to a running server. The only place that exits the process. */
 import { createRequire } from 'node:module';
-import { loadConfig } from '../config/load.js';
+import { configPathFromEnv, loadConfig } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
 import { startApp } from '../app.js';
 import { parseArgs, USAGE } from './args.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
-async function serve(configPath: string | undefined): Promise<void> {
+async function serve(argPath: string | undefined): Promise<void> {
+  // Distribution's REGISTRY_CONFIGURATION_PATH (or STEVEDORE_…) names the file when no argument does.
+  const configPath = argPath ?? configPathFromEnv(process.env);
   let loaded;
   try {
     loaded = await loadConfig(configPath === undefined ? { env: process.env } : { path: configPath, env: process.env });
   } catch (err) {
-    const notices = (err as { notices?: { path: string; message: string }[] }).notices;
+    const notices = (err as { notices?: { level: string; path: string; message: string }[] }).notices;
     process.stderr.write(`stevedore: configuration error in ${configPath ?? '(embedded default)'}\n`);
-    if (notices?.length) for (const n of notices) process.stderr.write(`  ${n.path}: ${n.message}\n`);
+    if (notices?.length) for (const n of notices) process.stderr.write(`  ${n.level}: ${n.path || '(file)'}: ${n.message}\n`);
     else process.stderr.write(`  ${(err as Error).message}\n`);
     process.exit(2);
   }

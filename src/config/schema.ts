@@ -1,0 +1,182 @@
+/**
+ * Every configuration key Stevedore knows: CNCF Distribution's config.yml
+ * (version 0.1) keys and Stevedore's extensions, one row each. The validator,
+ * the environment-variable mapping and the defaults all read this table, and
+ * a test checks docs/configuration.md lists every row in the section matching
+ * its status, with its default, so code and docs cannot drift apart.
+ *
+ * status:
+ * - 'supported'   a Distribution key with Distribution's meaning;
+ * - 'extension'   a Stevedore-only key (Distribution would ignore it);
+ * - 'unsupported' a Distribution key accepted but not acted on yet: reported
+ *                 with a warn notice, or an error notice when ignoring it
+ *                 would make Stevedore serve something different
+ *                 (`severity: 'error'`). Its value is still type-checked.
+ *
+ * kind says how a value is read. 'section' is a mapping whose keys are rows of
+ * this table; 'map', 'list' and 'any' hold free-form values that are not
+ * looked into (an unsupported section is 'any' so its insides are not checked).
+ */
+
+export type Kind = 'section' | 'string' | 'bool' | 'int' | 'duration' | 'url' | 'enum' | 'map' | 'list' | 'any';
+export type Status = 'supported' | 'extension' | 'unsupported';
+
+export interface SchemaEntry {
+  readonly path: string;
+  readonly kind: Kind;
+  readonly status: Status;
+  /** As it would be written in config.yml; applied when the key is absent. */
+  readonly default?: string;
+  /** kind 'enum': the accepted values, compared lower-cased. */
+  readonly values?: readonly string[];
+  /** kind 'url': the accepted schemes, without ':'. */
+  readonly schemes?: readonly string[];
+  /** kind 'int': the smallest accepted value. */
+  readonly min?: number;
+  /** Never echoed in messages. A secret 'url' may carry credentials, others may not. */
+  readonly secret?: boolean;
+  /** A storage driver: `storage` must hold exactly one. */
+  readonly driver?: boolean;
+  /** status 'unsupported': an error rather than a warning. */
+  readonly severity?: 'error';
+  /** Added to the notice: what ignoring the key means, or what to use instead. */
+  readonly note?: string;
+  /** Still honoured, with a warning saying what replaces it. */
+  readonly deprecated?: string;
+}
+
+type Extra = Omit<SchemaEntry, 'path' | 'kind' | 'status'>;
+const supported = (path: string, kind: Kind, extra: Extra = {}): SchemaEntry => ({ path, kind, status: 'supported', ...extra });
+const extension = (path: string, kind: Kind, extra: Extra = {}): SchemaEntry => ({ path, kind, status: 'extension', ...extra });
+const unsupported = (path: string, kind: Kind, extra: Extra = {}): SchemaEntry => ({ path, kind, status: 'unsupported', ...extra });
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+const OTHER_DRIVER = 'only the filesystem storage driver is supported for now, and serving from another storage than the one configured would be wrong';
+
+export const SCHEMA: readonly SchemaEntry[] = [
+  supported('version', 'string'),
+
+  supported('log', 'section'),
+  supported('log.level', 'enum', { values: LOG_LEVELS, default: 'info' }),
+  supported('log.formatter', 'enum', { values: ['json', 'text', 'logstash'], default: 'json' }),
+  supported('log.accesslog', 'section'),
+  supported('log.accesslog.disabled', 'bool', { default: 'false' }),
+  unsupported('log.fields', 'map', { note: 'the fields are not added to log lines' }),
+  unsupported('log.hooks', 'list'),
+  unsupported('log.reportcaller', 'bool'),
+  supported('loglevel', 'enum', { values: ['error', 'warn', 'info', 'debug'], deprecated: 'use log.level' }),
+
+  supported('storage', 'section'),
+  supported('storage.filesystem', 'section', { driver: true }),
+  supported('storage.filesystem.rootdirectory', 'string', { default: '/var/lib/registry' }),
+  unsupported('storage.filesystem.maxthreads', 'int'),
+  unsupported('storage.s3', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
+  unsupported('storage.gcs', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
+  unsupported('storage.azure', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
+  unsupported('storage.swift', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
+  unsupported('storage.oss', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
+  unsupported('storage.inmemory', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
+  supported('storage.delete', 'section'),
+  supported('storage.delete.enabled', 'bool', { default: 'false' }),
+  unsupported('storage.cache', 'any', {
+    note: 'Stevedore keeps its own in-memory descriptor cache instead (see cache.descriptors.maxentries)',
+  }),
+  unsupported('storage.redirect', 'any', { note: 'the filesystem driver never redirects anyway' }),
+  unsupported('storage.tag', 'any'),
+  supported('storage.maintenance', 'section'),
+  supported('storage.maintenance.uploadpurging', 'section'),
+  supported('storage.maintenance.uploadpurging.enabled', 'bool', { default: 'true' }),
+  supported('storage.maintenance.uploadpurging.age', 'duration', { default: '168h' }),
+  supported('storage.maintenance.uploadpurging.interval', 'duration', { default: '24h' }),
+  supported('storage.maintenance.uploadpurging.dryrun', 'bool', { default: 'false' }),
+  supported('storage.maintenance.readonly', 'section'),
+  supported('storage.maintenance.readonly.enabled', 'bool', { default: 'false' }),
+
+  supported('http', 'section'),
+  supported('http.addr', 'string', { default: ':5000' }),
+  supported('http.net', 'enum', { values: ['tcp', 'unix'], default: 'tcp' }),
+  supported('http.host', 'url', { schemes: ['http', 'https'] }),
+  supported('http.prefix', 'string'),
+  unsupported('http.secret', 'string', { secret: true }),
+  unsupported('http.relativeurls', 'bool'),
+  unsupported('http.draintimeout', 'duration'),
+  supported('http.tls', 'section'),
+  supported('http.tls.certificate', 'string'),
+  supported('http.tls.key', 'string'),
+  unsupported('http.tls.clientcas', 'list', { note: 'client certificates are NOT verified' }),
+  unsupported('http.tls.clientauth', 'string'),
+  unsupported('http.tls.minimumtls', 'string', { note: "Node's default minimum (TLS 1.2) applies" }),
+  unsupported('http.tls.ciphersuites', 'list', { note: "Node's default cipher suites apply" }),
+  unsupported('http.tls.letsencrypt', 'any', { note: 'set http.tls.certificate and http.tls.key instead' }),
+  unsupported('http.debug', 'any', { note: 'no debug server is started' }),
+  unsupported('http.headers', 'map', { note: 'these headers are not added to responses' }),
+  unsupported('http.http2', 'any'),
+  unsupported('http.h2c', 'any'),
+
+  supported('auth', 'section'),
+  unsupported('auth.htpasswd', 'section', {
+    note: 'it is parsed but not yet enforced: requests are NOT authenticated',
+  }),
+  unsupported('auth.htpasswd.realm', 'string'),
+  unsupported('auth.htpasswd.path', 'string'),
+  unsupported('auth.token', 'any', { note: 'requests are NOT authenticated' }),
+  unsupported('auth.silly', 'any', { note: 'requests are NOT authenticated' }),
+
+  supported('proxy', 'section'),
+  supported('proxy.remoteurl', 'url', { schemes: ['http', 'https'] }),
+  supported('proxy.username', 'string'),
+  supported('proxy.password', 'string', { secret: true }),
+  supported('proxy.ttl', 'duration', { default: '168h' }),
+  unsupported('proxy.exec', 'any', { note: 'use proxy.username and proxy.password' }),
+  unsupported('proxy.remotenamespace', 'string', {
+    severity: 'error',
+    note: 'ignoring it would serve other repositories than the ones asked for',
+  }),
+  extension('proxy.tagttl', 'duration', { default: '5m' }),
+  extension('proxy.timeouts', 'section'),
+  extension('proxy.timeouts.connect', 'duration', { default: '10s' }),
+  extension('proxy.timeouts.headers', 'duration', { default: '30s' }),
+  extension('proxy.timeouts.body', 'duration', { default: '60s' }),
+  extension('proxy.cabundle', 'string'),
+  extension('proxy.tlsverify', 'bool', { default: 'true' }),
+
+  extension('metadata', 'section'),
+  extension('metadata.store', 'enum', { values: ['memory', 'file', 'redis', 'postgres'], default: 'memory' }),
+  extension('metadata.url', 'url', { schemes: ['redis', 'rediss', 'postgres', 'postgresql'], secret: true }),
+  extension('metadata.path', 'string'),
+  extension('metadata.namespace', 'string', { default: 'stevedore' }),
+
+  extension('cache', 'section'),
+  extension('cache.manifests', 'section'),
+  extension('cache.manifests.maxentries', 'int', { min: 1, default: '10000' }),
+  extension('cache.descriptors', 'section'),
+  extension('cache.descriptors.maxentries', 'int', { min: 1, default: '100000' }),
+
+  unsupported('notifications', 'any', { note: 'no events are sent' }),
+  unsupported('redis', 'any', { note: 'for a shared metadata store see metadata.store' }),
+  unsupported('health', 'any'),
+  unsupported('validation', 'any'),
+  unsupported('compatibility', 'any'),
+  unsupported('middleware', 'any'),
+  unsupported('reporting', 'any'),
+  unsupported('catalog', 'any'),
+  unsupported('policy', 'any'),
+];
+
+export const SCHEMA_BY_PATH: ReadonlyMap<string, SchemaEntry> = new Map(SCHEMA.map((e) => [e.path, e]));
+
+/** Keys of `storage` that configure storage in general rather than name a driver (Distribution's list). */
+export const STORAGE_NON_DRIVERS: ReadonlySet<string> = new Set(['delete', 'cache', 'maintenance', 'redirect', 'tag']);
+
+/** The environment-variable spelling of a path: 'storage.filesystem.rootdirectory' → 'STORAGE_FILESYSTEM_ROOTDIRECTORY'. */
+export const envKey = (path: string): string => path.toUpperCase().replaceAll('.', '_');
+
+export const SCHEMA_BY_ENV_KEY: ReadonlyMap<string, SchemaEntry> = new Map(SCHEMA.map((e) => [envKey(e.path), e]));
+
+/** The known keys directly under `parent` ('' for the top level). */
+export function childKeys(parent: string): string[] {
+  const prefix = parent === '' ? '' : `${parent}.`;
+  return SCHEMA.filter((e) => e.path.startsWith(prefix) && !e.path.slice(prefix.length).includes('.')).map((e) =>
+    e.path.slice(prefix.length),
+  );
+}

@@ -1,0 +1,96 @@
+/**
+ * The configuration the rest of Stevedore consumes: typed, validated, deeply
+ * frozen. It is read from CNCF Distribution's own `config.yml` (version 0.1)
+ * plus a few Stevedore extensions; docs/configuration.md is the reference and
+ * src/config/schema.ts the table of every key.
+ *
+ * Durations are milliseconds (`…Ms`), already parsed from Go duration strings.
+ */
+
+export interface UpstreamConfig {
+  /** Id used in logs and metrics; 'default' for proxy.remoteurl. */
+  name: string;
+  /** proxy.remoteurl without trailing slash, e.g. https://registry-1.docker.io */
+  url: string;
+  username?: string;
+  password?: string;
+  /** proxy.ttl: how long cached content lives since its LAST pull; default 168h; 0 = forever. */
+  ttlMs: number;
+  /** Extension proxy.tagttl: how long a cached tag is served without asking upstream; default 5m; 0 = always ask. */
+  tagTtlMs: number;
+  /** True when the url host is registry-1.docker.io, docker.io or index.docker.io: single-segment names get 'library/'. */
+  dockerHub: boolean;
+  /**
+   * Extension proxy.timeouts.{connect,headers,body}; defaults 10s, 30s, 60s.
+   * bodyMs is the longest silence allowed between two chunks of a response
+   * body (undici's bodyTimeout), not a cap on the whole transfer.
+   */
+  timeouts: { connectMs: number; headersMs: number; bodyMs: number };
+  /** Extension proxy.cabundle: path to a PEM file with extra CAs to trust for the upstream. */
+  caBundle?: string;
+  /** Extension proxy.tlsverify, default true. */
+  tlsVerify: boolean;
+}
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+export type MetadataStore = 'memory' | 'file' | 'redis' | 'postgres';
+
+export interface StevedoreConfig {
+  version: '0.1';
+  log: {
+    level: LogLevel;
+    formatter: 'json' | 'text';
+    /** !log.accesslog.disabled */
+    accesslog: boolean;
+  };
+  http: {
+    /** http.addr as written, default ':5000'. */
+    addr: string;
+    /**
+     * The bind host parsed from addr; '' means all interfaces (':5000').
+     * NOT Distribution's `http.host` key: that one is `externalUrl` below.
+     */
+    host: string;
+    /** The bind port parsed from addr; 0 asks the OS for a free port. */
+    port: number;
+    tls?: { certificate: string; key: string };
+    /** http.prefix normalised to '/a/b' (leading slash, no trailing slash); '' when serving at the root. */
+    prefix: string;
+    /** Distribution's http.host: the externally reachable URL used to build absolute URLs, no trailing slash. */
+    externalUrl?: string;
+  };
+  storage: {
+    driver: 'filesystem';
+    /** rootdirectory as written (relative paths are relative to the working directory). */
+    filesystem: { rootdirectory: string };
+    delete: { enabled: boolean };
+    maintenance: {
+      uploadpurging: { enabled: boolean; ageMs: number; intervalMs: number; dryrun: boolean };
+      /** storage.maintenance.readonly.enabled */
+      readonly: boolean;
+    };
+  };
+  /** Present only when proxy.remoteurl is set (or in the embedded default). */
+  proxy?: UpstreamConfig;
+  /** Extension top-level `metadata:`; default memory. */
+  metadata: { store: MetadataStore; url?: string; path?: string; namespace: string };
+  /** Extension top-level `cache:`; defaults 10000 / 100000. */
+  cache: { manifests: { maxEntries: number }; descriptors: { maxEntries: number } };
+  /** Parsed so it can be enforced later; Stevedore does not authenticate requests yet (a notice says so). */
+  auth?: { htpasswd?: { realm: string; path: string } };
+}
+
+export interface ConfigNotice {
+  level: 'warn' | 'error';
+  /** The key path, e.g. 'storage.s3.bucket'; an environment variable's name for notices about the environment. */
+  path: string;
+  message: string;
+}
+
+export interface LoadedConfig {
+  config: StevedoreConfig;
+  /** Warnings the operator should see at startup (errors are thrown as a ConfigError instead). */
+  notices: ConfigNotice[];
+  /** The file path, or '(embedded default)'. */
+  source: string;
+}

@@ -1,0 +1,31 @@
+/**
+ * Runs Stevedore in this process (startApp) on a free loopback port, for tests
+ * that need to look inside (storage tree) or to count what a fake upstream saw.
+ */
+import { pino } from 'pino'
+import { stringify } from 'yaml'
+import { startApp, type App } from '../../src/app.js'
+import { parseConfig } from '../../src/config/load.js'
+import type { Teardown } from './tmp.js'
+
+export interface InProcess {
+  app: App
+  url: string
+  host: string
+  root: string
+}
+
+export async function startInProcess(t: Teardown, root: string, config: Record<string, unknown>): Promise<InProcess> {
+  const yaml = stringify({
+    version: '0.1',
+    log: { level: 'warn' },
+    http: { addr: '127.0.0.1:0' },
+    storage: { filesystem: { rootdirectory: root } },
+    ...config,
+  })
+  const { config: parsed } = parseConfig(yaml, {}, 'test')
+  const app = await startApp(parsed, pino({ level: process.env.STEVEDORE_TEST_LOG ?? 'silent' }))
+  t.teardown(() => app.close())
+  const host = `127.0.0.1:${app.address.port}`
+  return { app, url: `http://${host}`, host, root }
+}
