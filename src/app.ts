@@ -29,7 +29,12 @@ export interface BuiltRegistry {
   close(): Promise<void>;
 }
 
-export async function buildRegistry(config: StevedoreConfig, log: Logger): Promise<BuiltRegistry> {
+export interface AppOptions {
+  /** The clock tag freshness is measured with; tests inject their own. */
+  now?: () => number;
+}
+
+export async function buildRegistry(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<BuiltRegistry> {
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
   const local = new LocalRegistry(driver);
   const upstreamConfig = config.proxy;
@@ -38,6 +43,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger): Promi
   const metadata = new MetadataStore({
     store: await openMetadataBackend(config.metadata),
     namespace: config.metadata.namespace,
+    ...(options.now === undefined ? {} : { now: options.now }),
   });
   const upstream = new UpstreamClient({
     name: upstreamConfig.name,
@@ -69,8 +75,8 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger): Promi
   };
 }
 
-export async function startApp(config: StevedoreConfig, log: Logger): Promise<App> {
-  const built = await buildRegistry(config, log);
+export async function startApp(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<App> {
+  const built = await buildRegistry(config, log, options);
   const server = createServer({
     registry: built.registry,
     log,

@@ -4,7 +4,7 @@
  */
 import { pino } from 'pino'
 import { stringify } from 'yaml'
-import { startApp, type App } from '../../src/app.js'
+import { startApp, type App, type AppOptions } from '../../src/app.js'
 import { parseConfig } from '../../src/config/load.js'
 import type { Teardown } from './tmp.js'
 
@@ -15,7 +15,12 @@ export interface InProcess {
   root: string
 }
 
-export async function startInProcess(t: Teardown, root: string, config: Record<string, unknown>): Promise<InProcess> {
+export async function startInProcess(
+  t: Teardown,
+  root: string,
+  config: Record<string, unknown>,
+  options: AppOptions = {},
+): Promise<InProcess> {
   const yaml = stringify({
     version: '0.1',
     log: { level: 'warn' },
@@ -24,7 +29,7 @@ export async function startInProcess(t: Teardown, root: string, config: Record<s
     ...config,
   })
   const { config: parsed } = parseConfig(yaml, {}, 'test')
-  const app = await startApp(parsed, pino({ level: process.env.STEVEDORE_TEST_LOG ?? 'silent' }))
+  const app = await startApp(parsed, pino({ level: process.env.STEVEDORE_TEST_LOG ?? 'silent' }), options)
   t.teardown(() => app.close())
   const host = `127.0.0.1:${app.address.port}`
   return { app, url: `http://${host}`, host, root }

@@ -47,5 +47,8 @@ t.test('Stevedore serves what Distribution stored', async t => {
   })
   t.equal(manifest.headers.get('docker-content-digest'), multi.indexDigest, 'the tag resolves to the pushed index')
   t.equal(manifest.headers.get('content-type'), 'application/vnd.oci.image.index.v1+json')
-  t.ok(single.manifestDigest)
+  const byDigest = await fetch(`${stevedore.url}/v2/compat/single/manifests/${single.manifestDigest}`, {
+    headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+  })
+  t.equal(byDigest.status, 200, 'the single-platform manifest is served by digest')
 })
