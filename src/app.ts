@@ -16,22 +16,31 @@ import { FilesystemDriver } from './storage/filesystem.js';
 import { LocalRegistry } from './storage/local.js';
 import { UpstreamClient } from './upstream/client.js';
 import { openMetadataBackend } from './metadata/backend.js';
+import { ExpirySweeper } from './lifecycle/expiry.js';
+
+/** Sweeps for expired content every tenth of the ttl, at least every hour and at most every minute. */
+export const sweepInterval = (ttlMs: number): number => Math.min(Math.max(ttlMs / 10, 60_000), 3_600_000);
 
 export interface App {
   server: Server;
   registry: Registry;
+  sweeper?: ExpirySweeper;
   address: AddressInfo;
   close(): Promise<void>;
 }
 
 export interface BuiltRegistry {
   registry: Registry;
+  /** Present when `proxy.ttl` is not 0. */
+  sweeper?: ExpirySweeper;
   close(): Promise<void>;
 }
 
 export interface AppOptions {
   /** The clock tag freshness is measured with; tests inject their own. */
   now?: () => number;
+  /** false: do not sweep on a timer (tests call sweep() themselves). */
+  sweep?: boolean;
 }
 
 export async function buildRegistry(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<BuiltRegistry> {
@@ -66,9 +75,20 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     log,
     { manifests: config.cache.manifests.maxEntries, descriptors: config.cache.descriptors.maxEntries },
   );
+  let sweeper: ExpirySweeper | undefined;
+  if (upstreamConfig.ttlMs > 0) {
+    sweeper = new ExpirySweeper(local.storage, metadata, { ttlMs: upstreamConfig.ttlMs }, log.child({ task: 'expiry' }), () => {
+      ctx.hotManifests.clear();
+      ctx.hotTags.clear();
+      ctx.linkedBlobs.clear();
+    });
+    if (options.sweep !== false) sweeper.start(sweepInterval(upstreamConfig.ttlMs));
+  }
   return {
     registry: new ProxyRegistry(ctx),
+    ...(sweeper === undefined ? {} : { sweeper }),
     async close() {
+      await sweeper?.stop();
       await upstream.close();
       await metadata.close();
     },
@@ -94,6 +114,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
   return {
     server,
     registry: built.registry,
+    ...(built.sweeper === undefined ? {} : { sweeper: built.sweeper }),
     address: server.address() as AddressInfo,
     async close() {
       await new Promise<void>((resolve) => {

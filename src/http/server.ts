@@ -20,6 +20,8 @@ export interface ServerOptions {
   registry: Registry;
   log: Logger;
   accessLog: boolean;
+  /** Distribution's http.prefix, e.g. '/registry'; '' to serve at the root. */
+  prefix?: string;
   tls?: { certificate: string; key: string };
 }
 
@@ -52,11 +54,13 @@ async function dispatch(ctx: RequestContext): Promise<void> {
 
 export function createRequestHandler(options: ServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { registry, log, accessLog } = options;
+  const prefix = options.prefix ?? '';
   return (req, res) => {
     const started = process.hrtime.bigint();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
+    const fullPath = q < 0 ? url : url.slice(0, q);
+    const path = prefix !== '' && fullPath.startsWith(`${prefix}/`) ? fullPath.slice(prefix.length) : fullPath;
     const ctx: RequestContext = {
       req,
       res,
@@ -93,8 +97,11 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
 
     dispatch(ctx).catch((err: unknown) => {
       const { error, internal } = toRegistryError(err);
-      if (internal) log.error({ err, requestId, path }, 'internal error');
-      else if (res.headersSent) log.warn({ requestId, path, code: error.code, msg: error.message }, 'response aborted');
+      if (res.headersSent) {
+        // Mid-stream: a client that went away is routine; anything else cut a response short.
+        if (req.destroyed || res.destroyed) log.debug({ requestId, path }, 'client closed the connection');
+        else log.warn({ requestId, path, err: (err as Error).message }, 'response aborted mid-stream');
+      } else if (internal) log.error({ err, requestId, path }, 'internal error');
       writeError(req, res, error);
     });
   };

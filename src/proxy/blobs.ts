@@ -27,12 +27,29 @@ export class ProxyBlobs implements BlobService {
     return `${this.name}@${digest.value}`;
   }
 
-  private async linkedLocally(digest: Digest): Promise<boolean> {
+  /**
+   * The blob as stored and linked here, adopting it from the global store when
+   * the upstream vouches for this repository; undefined when it must be fetched.
+   * A link whose data is gone (removed by maintenance) counts as a miss.
+   */
+  private async cached(digest: Digest): Promise<BlobDescriptor | undefined> {
     const key = this.key(digest);
-    if (this.ctx.linkedBlobs.has(key)) return true;
-    if (!(await this.local.linked(digest))) return false;
+    const { storage } = this.ctx.local;
+    if (this.ctx.linkedBlobs.has(key) || (await this.local.linked(digest))) {
+      const descriptor = await storage.blobs.stat(digest);
+      if (descriptor !== undefined) {
+        this.ctx.linkedBlobs.set(key, true);
+        return descriptor;
+      }
+      this.ctx.linkedBlobs.delete(key);
+      return undefined;
+    }
+    const global = await storage.blobs.stat(digest);
+    if (global === undefined) return undefined;
+    await this.confirm(digest);
+    await storage.layers.link(this.name, digest);
     this.ctx.linkedBlobs.set(key, true);
-    return true;
+    return global;
   }
 
   /** Asks the upstream (HEAD, cached) whether this repository has the blob; returns its size. */
@@ -51,36 +68,27 @@ export class ProxyBlobs implements BlobService {
     return size;
   }
 
-  /** Links a blob that is already in the global store, once the upstream vouched for this repository. */
-  private async adopt(digest: Digest): Promise<boolean> {
-    const global = await this.ctx.local.storage.blobs.stat(digest);
-    if (global === undefined) return false;
-    await this.confirm(digest);
-    await this.ctx.local.storage.layers.link(this.name, digest);
-    this.ctx.linkedBlobs.set(this.key(digest), true);
-    return true;
-  }
-
   async stat(digest: Digest): Promise<BlobDescriptor> {
-    if ((await this.linkedLocally(digest)) || (await this.adopt(digest))) {
-      this.ctx.touch(digest.value);
-      return this.local.stat(digest);
-    }
+    this.ctx.touch(digest.value);
+    const descriptor = await this.cached(digest);
+    if (descriptor !== undefined) return descriptor;
     // A HEAD does not fill: it only tells whether the upstream has the blob.
     return { digest, size: await this.confirm(digest), mediaType: MediaType.OctetStream };
   }
 
   async open(digest: Digest, range?: RangeSpec): Promise<BlobContent> {
-    if ((await this.linkedLocally(digest)) || (await this.adopt(digest))) {
-      this.ctx.touch(digest.value);
-      return this.local.open(digest, range);
+    this.ctx.touch(digest.value);
+    const descriptor = await this.cached(digest);
+    if (descriptor !== undefined) {
+      const resolved = range === undefined ? undefined : resolveRange(range, descriptor.size);
+      const stream = await this.ctx.local.storage.blobs.reader(digest, resolved);
+      return resolved === undefined ? { descriptor, stream } : { descriptor, stream, range: resolved };
     }
     const fill = await this.joinOrStart(digest);
-    const descriptor = { digest, size: fill.size, mediaType: MediaType.OctetStream };
-    this.ctx.touch(digest.value);
-    if (range === undefined) return { descriptor, stream: fill.follow() };
+    const filling = { digest, size: fill.size, mediaType: MediaType.OctetStream };
+    if (range === undefined) return { descriptor: filling, stream: fill.follow() };
     const resolved = resolveRange(range, fill.size);
-    return { descriptor, range: resolved, stream: fill.follow(resolved) };
+    return { descriptor: filling, range: resolved, stream: fill.follow(resolved) };
   }
 
   private async joinOrStart(digest: Digest): Promise<BlobFill> {

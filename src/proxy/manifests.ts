@@ -43,7 +43,15 @@ export class ProxyManifests implements ManifestService {
     const hot = this.ctx.hotManifests.get(key);
     if (hot !== undefined) return hot;
     if ((await this.local.resolve({ kind: 'digest', digest, value: digest.value })) === undefined) return undefined;
-    const { mediaType, payload } = await this.ctx.local.storage.readManifest(digest);
+    let read;
+    try {
+      read = await this.ctx.local.storage.readManifest(digest);
+    } catch (err) {
+      // A revision link whose payload is gone (maintenance) is a miss, not an error.
+      if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
+      throw err;
+    }
+    const { mediaType, payload } = read;
     const entry = { digest: digest.value, mediaType, payload };
     this.ctx.hotManifests.set(key, entry);
     return entry;

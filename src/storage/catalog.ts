@@ -8,15 +8,25 @@
 import { isPathNotFound, type StorageDriver } from './driver.js';
 import { pathFor } from './paths.js';
 
-export async function listRepositories(driver: StorageDriver, limit: number, last?: string): Promise<string[]> {
+/**
+ * `markers`: the child directories that make a directory a repository. The
+ * catalog wants `_manifests`; maintenance also wants repositories that so far
+ * hold only blob links or uploads.
+ */
+export async function listRepositories(
+  driver: StorageDriver,
+  limit: number,
+  last?: string,
+  markers: readonly string[] = ['_manifests'],
+): Promise<string[]> {
   const found: string[] = [];
-  await walk(driver, pathFor({ kind: 'repositoriesRoot' }), '', found);
+  await walk(driver, pathFor({ kind: 'repositoriesRoot' }), '', found, markers);
   found.sort();
   const start = last === undefined ? 0 : found.findIndex((name) => name > last);
   return start < 0 ? [] : found.slice(start, start + limit);
 }
 
-async function walk(driver: StorageDriver, dir: string, prefix: string, found: string[]): Promise<void> {
+async function walk(driver: StorageDriver, dir: string, prefix: string, found: string[], markers: readonly string[]): Promise<void> {
   let children: string[];
   try {
     children = await driver.list(dir);
@@ -24,10 +34,10 @@ async function walk(driver: StorageDriver, dir: string, prefix: string, found: s
     if (isPathNotFound(err)) return;
     throw err;
   }
-  if (prefix !== '' && children.includes('_manifests')) found.push(prefix);
+  if (prefix !== '' && markers.some((marker) => children.includes(marker))) found.push(prefix);
   for (const child of children) {
     if (child.startsWith('_')) continue;
     if ((await driver.stat(`${dir}/${child}`))?.isDir !== true) continue;
-    await walk(driver, `${dir}/${child}`, prefix === '' ? child : `${prefix}/${child}`, found);
+    await walk(driver, `${dir}/${child}`, prefix === '' ? child : `${prefix}/${child}`, found, markers);
   }
 }

@@ -1,0 +1,337 @@
+/**
+ * The client of one upstream registry: where requests go, how they are
+ * authenticated, and how failures are reported.
+ *
+ * Authentication follows what registries do: the first request goes out
+ * anonymously; a 401 names the scheme. Basic → the configured credentials;
+ * Bearer → a token for `repository:<repo>:pull` from the realm (tokens.ts),
+ * then one retry. The scheme (and the bearer realm) is remembered, so later
+ * requests carry credentials from the start and cost no extra 401 round trip.
+ *
+ * Blob redirects (to a CDN or object store) are followed here, at most five
+ * hops, and the registry's Authorization header is never sent to another
+ * origin. Redirect URLs are often signed: they are not returned or logged.
+ *
+ * Network errors and timeouts become RegistryError UNAVAILABLE and count
+ * against the circuit breaker, as do 5xx answers (which are still returned:
+ * the caller decides). While the breaker is open requests fail fast.
+ */
+import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
+import { RegistryError } from '../registry/errors.js';
+import { parseRepositoryName } from '../registry/names.js';
+import { parseReference } from '../registry/reference.js';
+import { CircuitBreaker } from './breaker.js';
+import { findChallenge, parseChallenges } from './challenge.js';
+import { createDispatcher } from './dispatcher.js';
+import { basicAuthorization, drain, flattenHeaders, isAbort, networkReason, readLimited } from './http.js';
+import { TokenCache } from './tokens.js';
+
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD';
+  repository: string;
+  kind: 'manifests' | 'blobs' | 'referrers' | 'tags';
+  /** Tag or digest; ignored for 'tags' (`/v2/<repo>/tags/list`). */
+  reference: string;
+  headers?: Record<string, string>;
+  query?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  /** Lower-cased names; repeated headers joined with ', '. */
+  headers: Record<string, string>;
+  /** 2xx GET: the live body, which the caller must consume or destroy. Otherwise already read into memory. */
+  body: Readable;
+  /** The registry URL asked (never a redirect target). */
+  url: string;
+}
+
+export interface UpstreamClientOptions {
+  name: string;
+  url: string;
+  username?: string;
+  password?: string;
+  /** Single-segment repository names get 'library/'. */
+  dockerHub: boolean;
+  timeouts: { connectMs: number; headersMs: number; bodyMs: number };
+  /** Path of a PEM file with extra CAs. */
+  caBundle?: string;
+  tlsVerify: boolean;
+  logger: Logger;
+  /** Replaces the client's own Agent (tests); the caller then owns and closes it. */
+  dispatcher?: Dispatcher;
+  /** For the User-Agent; defaults to package.json's. */
+  version?: string;
+  breaker?: { maxFails?: number; failTimeoutMs?: number };
+  now?: () => number;
+}
+
+type Scheme = { kind: 'basic' } | { kind: 'bearer'; realm: string; service?: string };
+
+interface Exchange {
+  status: number;
+  headers: Record<string, string>;
+  body: Readable;
+}
+
+const MAX_REDIRECTS = 5;
+/** Error bodies are kept for the caller up to this size; the rest is dropped. */
+const MAX_BUFFERED_BODY = 64 * 1024;
+/** Beyond this, an error body is not worth reading just to reuse the socket. */
+const MAX_DRAINED_BODY = 1024 * 1024;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** Headers a caller may not pass through: ours to set, or the client's own credentials. */
+const HOP_HEADERS = new Set(['authorization', 'host', 'connection', 'content-length', 'transfer-encoding', 'user-agent', 'cookie']);
+
+export class UpstreamClient {
+  private readonly base: URL;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly tokens: TokenCache;
+  private readonly breaker: CircuitBreaker;
+  private readonly log: Logger;
+  private readonly userAgent: string;
+  private readonly basic: string | undefined;
+  private scheme: Scheme | undefined;
+
+  constructor(private readonly options: UpstreamClientOptions) {
+    this.base = new URL(options.url.replace(/\/+$/, ''));
+    this.log = options.logger.child({ upstream: options.name });
+    this.ownsDispatcher = options.dispatcher === undefined;
+    this.dispatcher = options.dispatcher ?? createDispatcher(options);
+    this.userAgent = `stevedore/${options.version ?? packageVersion()}`;
+    const credentials =
+      options.username !== undefined && options.username !== ''
+        ? { username: options.username, password: options.password ?? '' }
+        : undefined;
+    this.basic = credentials && basicAuthorization(credentials.username, credentials.password);
+    this.tokens = new TokenCache({
+      upstream: options.name,
+      dispatcher: this.dispatcher,
+      userAgent: this.userAgent,
+      logger: this.log,
+      timeouts: options.timeouts,
+      allowInsecureRealm: this.base.protocol === 'http:',
+      ...(credentials ? { credentials } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    });
+    this.breaker = new CircuitBreaker({
+      name: options.name,
+      logger: options.logger,
+      ...options.breaker,
+      ...(options.now ? { now: options.now } : {}),
+    });
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** True while the circuit breaker keeps requests from going out. */
+  isOffline(): boolean {
+    return this.breaker.isOpen();
+  }
+
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    // The grammars keep anything that could change the URL's meaning out of the path.
+    parseRepositoryName(req.repository);
+    if (req.kind !== 'tags') parseReference(req.reference);
+    const repository = this.options.dockerHub && !req.repository.includes('/') ? `library/${req.repository}` : req.repository;
+    const url = this.urlFor(repository, req);
+    const permit = this.breaker.allow();
+    if (permit === undefined) {
+      const seconds = Math.max(1, Math.ceil(this.breaker.retryInMs() / 1000));
+      throw new RegistryError('UNAVAILABLE', `upstream ${this.name} unreachable: offline after repeated failures, next attempt in ${seconds}s`, {
+        retryAfter: String(seconds),
+        detail: { upstream: this.name },
+      });
+    }
+    try {
+      const exchange = await this.exchange(req, repository, url);
+      if (exchange.status >= 500) this.breaker.failure(`status ${exchange.status}`, permit);
+      else this.breaker.success(permit);
+      return await this.finish(req.method, exchange, url);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'UNAVAILABLE') this.breaker.failure(err.message, permit);
+      else if (err instanceof RegistryError) this.breaker.success(permit); // the upstream (or its token server) answered
+      else this.breaker.release(permit);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.tokens.clear();
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  private urlFor(repository: string, req: UpstreamRequest): URL {
+    const tail = req.kind === 'tags' ? 'tags/list' : `${req.kind}/${req.reference}`;
+    const url = new URL(`${this.base.pathname.replace(/\/$/, '')}/v2/${repository}/${tail}`, this.base);
+    for (const [key, value] of Object.entries(req.query ?? {})) url.searchParams.set(key, value);
+    return url;
+  }
+
+  private async exchange(req: UpstreamRequest, repository: string, url: URL): Promise<Exchange> {
+    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+    for (const [name, value] of Object.entries(req.headers ?? {})) {
+      if (!HOP_HEADERS.has(name.toLowerCase())) headers[name.toLowerCase()] = value;
+    }
+    const scope = `repository:${repository}:pull`;
+    let authorization = await this.preemptiveAuthorization(scope, req.signal);
+    let response = await this.send(url, req.method, withAuthorization(headers, authorization), req.signal);
+    if (response.status === 401) {
+      const retry = await this.answerChallenge(response.headers['www-authenticate'], scope, authorization, req.signal);
+      if (retry !== undefined) {
+        drain(response.body);
+        authorization = retry;
+        response = await this.send(url, req.method, withAuthorization(headers, authorization), req.signal);
+      }
+    }
+    if (req.kind === 'blobs' && REDIRECTS.has(response.status)) {
+      response = await this.followRedirects(url, response, req.method, headers, authorization, req.signal);
+    }
+    return response;
+  }
+
+  private async preemptiveAuthorization(scope: string, signal: AbortSignal | undefined): Promise<string | undefined> {
+    const scheme = this.scheme;
+    if (scheme?.kind === 'basic') return this.basic;
+    if (scheme?.kind === 'bearer') return `Bearer ${await this.tokens.get(tokenRequest(scheme, scope), signalOption(signal))}`;
+    return undefined;
+  }
+
+  /** The Authorization to retry with after a 401, or undefined to hand the 401 to the caller. */
+  private async answerChallenge(
+    header: string | undefined,
+    scope: string,
+    sent: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<string | undefined> {
+    const challenges = parseChallenges(header);
+    const bearer = findChallenge(challenges, 'bearer');
+    const realm = bearer?.params.realm;
+    if (bearer !== undefined && realm !== undefined) {
+      const sentToken = sent?.startsWith('Bearer ') ? sent.slice('Bearer '.length) : undefined;
+      // A fresh token for this very scope that lacks access will not gain it by asking again.
+      if (sentToken !== undefined && bearer.params.error === 'insufficient_scope') return undefined;
+      const service = bearer.params.service;
+      const scheme: Scheme = service === undefined ? { kind: 'bearer', realm } : { kind: 'bearer', realm, service };
+      this.learn(scheme);
+      const token = await this.tokens.get(tokenRequest(scheme, scope), {
+        ...signalOption(signal),
+        ...(sentToken === undefined ? {} : { rejected: sentToken }),
+      });
+      return `Bearer ${token}`;
+    }
+    if (findChallenge(challenges, 'basic') !== undefined && this.basic !== undefined && sent !== this.basic) {
+      this.learn({ kind: 'basic' });
+      return this.basic;
+    }
+    return undefined;
+  }
+
+  private learn(scheme: Scheme): void {
+    const known = this.scheme;
+    if (known?.kind === scheme.kind && (known.kind === 'basic' || JSON.stringify(known) === JSON.stringify(scheme))) return;
+    this.scheme = scheme;
+    this.log.info(scheme.kind === 'bearer' ? { scheme: 'bearer', realm: scheme.realm, service: scheme.service } : { scheme: 'basic' }, 'upstream authentication scheme');
+  }
+
+  private async followRedirects(
+    start: URL,
+    first: Exchange,
+    method: 'GET' | 'HEAD',
+    headers: Record<string, string>,
+    authorization: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Exchange> {
+    let current = start;
+    let response = first;
+    for (let hop = 0; REDIRECTS.has(response.status); hop++) {
+      drain(response.body);
+      const location = response.headers.location;
+      if (hop >= MAX_REDIRECTS) throw this.badRedirect(`more than ${MAX_REDIRECTS} redirects`);
+      if (location === undefined) throw this.badRedirect(`status ${response.status} without a Location`);
+      let next: URL;
+      try {
+        next = new URL(location, current);
+      } catch {
+        throw this.badRedirect('an invalid Location');
+      }
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') throw this.badRedirect(`a ${next.protocol} Location`);
+      next.username = '';
+      next.password = '';
+      // The registry's credentials stay with the registry.
+      const sameOrigin = next.origin === this.base.origin;
+      response = await this.send(next, method, sameOrigin ? withAuthorization(headers, authorization) : headers, signal);
+      current = next;
+    }
+    return response;
+  }
+
+  private badRedirect(what: string): RegistryError {
+    return new RegistryError('UPSTREAM_ERROR', `upstream ${this.name} answered a blob request with ${what}`, {
+      detail: { upstream: this.name },
+    });
+  }
+
+  private async send(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Exchange> {
+    try {
+      const response = await this.dispatcher.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
+        method,
+        headers,
+        signal: signal ?? null,
+        headersTimeout: this.options.timeouts.headersMs,
+        bodyTimeout: this.options.timeouts.bodyMs,
+      });
+      return { status: response.statusCode, headers: flattenHeaders(response.headers), body: response.body };
+    } catch (err) {
+      if (isAbort(err, signal)) throw err;
+      if ((err as { code?: unknown }).code === 'UND_ERR_INVALID_ARG') {
+        throw new RegistryError('UPSTREAM_ERROR', `invalid request to upstream ${this.name}: ${networkReason(err)}`, { cause: err });
+      }
+      const where = url.origin === this.base.origin ? `upstream ${this.name}` : `upstream ${this.name} redirect target ${url.host}`;
+      throw new RegistryError('UNAVAILABLE', `${where} unreachable: ${networkReason(err)}`, {
+        cause: err,
+        detail: { upstream: this.name },
+      });
+    }
+  }
+
+  /** 2xx GET bodies stream to the caller; any other body is read now so the socket goes back to the pool. */
+  private async finish(method: 'GET' | 'HEAD', exchange: Exchange, url: URL): Promise<UpstreamResponse> {
+    const { status, headers } = exchange;
+    const live = true;
+    if (live) return { status, headers, body: exchange.body, url: url.href };
+    const { data } = await readLimited(exchange.body, MAX_BUFFERED_BODY, MAX_DRAINED_BODY);
+    return { status, headers, body: Readable.from(data.length === 0 ? [] : [data]), url: url.href };
+  }
+}
+
+function withAuthorization(headers: Record<string, string>, authorization: string | undefined): Record<string, string> {
+  return authorization === undefined ? headers : { ...headers, authorization };
+}
+
+function tokenRequest(scheme: { realm: string; service?: string }, scope: string): { realm: string; service?: string; scopes: string[] } {
+  return scheme.service === undefined ? { realm: scheme.realm, scopes: [scope] } : { realm: scheme.realm, service: scheme.service, scopes: [scope] };
+}
+
+function signalOption(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal === undefined ? {} : { signal };
+}
+
+function packageVersion(): string {
+  try {
+    const pkg: unknown = createRequire(import.meta.url)('../../package.json');
+    const version = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined;
+    return typeof version === 'string' ? version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
