@@ -17,6 +17,7 @@ import { LocalRegistry } from './storage/local.js';
 import { UpstreamClient } from './upstream/client.js';
 import { openMetadataBackend } from './metadata/backend.js';
 import { ExpirySweeper } from './lifecycle/expiry.js';
+import { schedulePurging } from './lifecycle/uploads.js';
 
 /** Sweeps for expired content every tenth of the ttl, at least every hour and at most every minute. */
 export const sweepInterval = (ttlMs: number): number => Math.min(Math.max(ttlMs / 10, 60_000), 3_600_000);
@@ -63,7 +64,8 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     timeouts: upstreamConfig.timeouts,
     ...(upstreamConfig.caBundle === undefined ? {} : { caBundle: upstreamConfig.caBundle }),
     tlsVerify: upstreamConfig.tlsVerify,
-    logger: log.child({ upstream: upstreamConfig.name }),
+    logger: log,
+    ...(options.now === undefined ? {} : { now: options.now }),
   });
   const fills = new FillRegistry(driver, local.storage.blobs, { maxResumes: 3, log });
   const ctx = new ProxyContext(
@@ -97,6 +99,14 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
 
 export async function startApp(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<App> {
   const built = await buildRegistry(config, log, options);
+  const purging = config.storage.maintenance.uploadpurging;
+  const stopPurging = purging.enabled
+    ? schedulePurging(
+        new FilesystemDriver(config.storage.filesystem.rootdirectory),
+        { ageMs: purging.ageMs, dryRun: purging.dryrun, intervalMs: purging.intervalMs },
+        log.child({ task: 'uploadpurging' }),
+      )
+    : () => undefined;
   const server = createServer({
     registry: built.registry,
     log,
@@ -117,6 +127,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     ...(built.sweeper === undefined ? {} : { sweeper: built.sweeper }),
     address: server.address() as AddressInfo,
     async close() {
+      stopPurging();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
