@@ -91,6 +91,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     ...(sweeper === undefined ? {} : { sweeper }),
     async close() {
       await sweeper?.stop();
+      await fills.close();
       await upstream.close();
       await metadata.close();
     },

@@ -67,6 +67,7 @@ export class BlobFill extends EventEmitter {
     upstream: Upstream,
     options: FillOptions,
     onCommit: (fill: BlobFill) => Promise<void>,
+    signal: AbortSignal,
   ): Promise<void> {
     let response = first;
     let resumes = 0;
@@ -80,13 +81,13 @@ export class BlobFill extends EventEmitter {
           if (this.ingest.size >= this.size) break;
           throw new Error(`upstream body ended early at ${this.ingest.size} of ${this.size} bytes`);
         } catch (err) {
-          if (resumes >= options.maxResumes || this.ingest.size >= this.size) throw err;
+          if (signal.aborted || resumes >= options.maxResumes || this.ingest.size >= this.size) throw err;
           resumes += 1;
           options.log.warn(
             { digest: this.digest.value, offset: this.ingest.size, attempt: resumes, err: (err as Error).message },
             'upstream blob transfer interrupted; resuming with a Range request',
           );
-          response = await this.resume(upstream);
+          response = await this.resume(upstream, signal);
         }
       }
       const descriptor = await this.ingest.commit(this.size);
@@ -103,9 +104,10 @@ export class BlobFill extends EventEmitter {
     this.emit('progress');
   }
 
-  private async resume(upstream: Upstream): Promise<UpstreamResponse> {
+  private async resume(upstream: Upstream, signal: AbortSignal): Promise<UpstreamResponse> {
     const offset = this.ingest.size;
     const response = await upstream.request({
+      signal,
       method: 'GET',
       repository: this.repository,
       kind: 'blobs',
@@ -170,6 +172,8 @@ export class BlobFill extends EventEmitter {
 /** The fills under way in this process, one per digest. */
 export class FillRegistry {
   private readonly fills = new Map<string, Promise<BlobFill>>();
+  /** Aborted on close: fills stop and clean up after themselves. */
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly driver: StorageDriver,
@@ -179,6 +183,12 @@ export class FillRegistry {
 
   get active(): number {
     return this.fills.size;
+  }
+
+  /** Stops every fill under way and waits until each has cleaned up. */
+  async close(): Promise<void> {
+    this.closing.abort();
+    await Promise.allSettled([...this.fills.values()].map(async (started) => (await started).done));
   }
 
   current(digest: Digest): Promise<BlobFill> | undefined {
@@ -204,7 +214,9 @@ export class FillRegistry {
     digest: Digest,
     onCommit: (fill: BlobFill) => Promise<void>,
   ): Promise<BlobFill> {
-    const response = await upstream.request({ method: 'GET', repository, kind: 'blobs', reference: digest.value });
+    const { signal } = this.closing;
+    if (signal.aborted) throw new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
+    const response = await upstream.request({ method: 'GET', repository, kind: 'blobs', reference: digest.value, signal });
     if (response.status !== 200) {
       discard(response);
       throw upstreamError(upstream.name, response.status, response.headers, () => blobUnknown(digest.value));
@@ -218,7 +230,7 @@ export class FillRegistry {
     const fill = new BlobFill(repository, digest, size, ingest, this.driver, this.blobs);
     this.options.log.info({ repository, digest: digest.value, size, upstream: upstream.name }, 'blob fill started');
     const started = Date.now();
-    void fill.run(response, upstream, this.options, onCommit).then(() => {
+    void fill.run(response, upstream, this.options, onCommit, signal).then(() => {
       if (fill.state === 'committed') {
         this.options.log.info({ repository, digest: digest.value, size, durationMs: Date.now() - started }, 'blob fill committed');
       } else {

@@ -8,15 +8,16 @@
  * then one retry. The scheme (and the bearer realm) is remembered, so later
  * requests carry credentials from the start and cost no extra 401 round trip.
  *
- * Blob redirects (to a CDN or object store) are followed here, at most five
- * hops, and the registry's Authorization header is never sent to another
- * origin. Redirect URLs are often signed: they are not returned or logged.
+ * Blob redirects (to a CDN or object store) are followed (redirects.ts),
+ * without the registry's Authorization on another origin.
+ *
+ * Error answers are read into memory before they are returned (first 64 KiB
+ * kept) so their sockets go back to the pool; only a 2xx GET body streams.
  *
  * Network errors and timeouts become RegistryError UNAVAILABLE and count
  * against the circuit breaker, as do 5xx answers (which are still returned:
  * the caller decides). While the breaker is open requests fail fast.
  */
-import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
@@ -26,7 +27,8 @@ import { parseReference } from '../registry/reference.js';
 import { CircuitBreaker } from './breaker.js';
 import { findChallenge, parseChallenges } from './challenge.js';
 import { createDispatcher } from './dispatcher.js';
-import { basicAuthorization, drain, flattenHeaders, isAbort, networkReason, readLimited } from './http.js';
+import { basicAuthorization, flattenHeaders, isAbort, networkReason, packageVersion, readLimited, withoutQuery } from './http.js';
+import { followRedirects, isRedirect, type Exchange } from './redirects.js';
 import { TokenCache } from './tokens.js';
 
 export interface UpstreamRequest {
@@ -72,18 +74,10 @@ export interface UpstreamClientOptions {
 
 type Scheme = { kind: 'basic' } | { kind: 'bearer'; realm: string; service?: string };
 
-interface Exchange {
-  status: number;
-  headers: Record<string, string>;
-  body: Readable;
-}
-
-const MAX_REDIRECTS = 5;
 /** Error bodies are kept for the caller up to this size; the rest is dropped. */
 const MAX_BUFFERED_BODY = 64 * 1024;
 /** Beyond this, an error body is not worth reading just to reuse the socket. */
 const MAX_DRAINED_BODY = 1024 * 1024;
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Headers a caller may not pass through: ours to set, or the client's own credentials. */
 const HOP_HEADERS = new Set(['authorization', 'host', 'connection', 'content-length', 'transfer-encoding', 'user-agent', 'cookie']);
 
@@ -157,7 +151,7 @@ export class UpstreamClient {
       return await this.finish(req.method, exchange, url);
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'UNAVAILABLE') this.breaker.failure(err.message, permit);
-      else if (err instanceof RegistryError) this.breaker.success(permit); // the upstream (or its token server) answered
+      else if (err instanceof RegistryError && !isLocal(err)) this.breaker.success(permit); // the upstream (or its token server) answered
       else this.breaker.release(permit);
       throw err;
     }
@@ -184,15 +178,24 @@ export class UpstreamClient {
     let authorization = await this.preemptiveAuthorization(scope, req.signal);
     let response = await this.send(url, req.method, withAuthorization(headers, authorization), req.signal);
     if (response.status === 401) {
+      // Read first: the token fetch may fail, and the socket should not wait on it.
+      response = await this.buffered(response);
       const retry = await this.answerChallenge(response.headers['www-authenticate'], scope, authorization, req.signal);
       if (retry !== undefined) {
-        drain(response.body);
         authorization = retry;
         response = await this.send(url, req.method, withAuthorization(headers, authorization), req.signal);
       }
     }
-    if (req.kind === 'blobs' && REDIRECTS.has(response.status)) {
-      response = await this.followRedirects(url, response, req.method, headers, authorization, req.signal);
+    if (req.kind === 'blobs' && isRedirect(response.status)) {
+      response = await followRedirects({
+        upstream: this.name,
+        registryOrigin: this.base.origin,
+        start: url,
+        first: response,
+        headers,
+        authorization,
+        send: (next, nextHeaders) => this.send(next, req.method, nextHeaders, req.signal),
+      });
     }
     return response;
   }
@@ -238,45 +241,8 @@ export class UpstreamClient {
     const known = this.scheme;
     if (known?.kind === scheme.kind && (known.kind === 'basic' || JSON.stringify(known) === JSON.stringify(scheme))) return;
     this.scheme = scheme;
-    this.log.info(scheme.kind === 'bearer' ? { scheme: 'bearer', realm: scheme.realm, service: scheme.service } : { scheme: 'basic' }, 'upstream authentication scheme');
-  }
-
-  private async followRedirects(
-    start: URL,
-    first: Exchange,
-    method: 'GET' | 'HEAD',
-    headers: Record<string, string>,
-    authorization: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<Exchange> {
-    let current = start;
-    let response = first;
-    for (let hop = 0; REDIRECTS.has(response.status); hop++) {
-      drain(response.body);
-      const location = response.headers.location;
-      if (hop >= MAX_REDIRECTS) throw this.badRedirect(`more than ${MAX_REDIRECTS} redirects`);
-      if (location === undefined) throw this.badRedirect(`status ${response.status} without a Location`);
-      let next: URL;
-      try {
-        next = new URL(location, current);
-      } catch {
-        throw this.badRedirect('an invalid Location');
-      }
-      if (next.protocol !== 'https:' && next.protocol !== 'http:') throw this.badRedirect(`a ${next.protocol} Location`);
-      next.username = '';
-      next.password = '';
-      // The registry's credentials stay with the registry.
-      const sameOrigin = next.origin === this.base.origin;
-      response = await this.send(next, method, sameOrigin ? withAuthorization(headers, authorization) : headers, signal);
-      current = next;
-    }
-    return response;
-  }
-
-  private badRedirect(what: string): RegistryError {
-    return new RegistryError('UPSTREAM_ERROR', `upstream ${this.name} answered a blob request with ${what}`, {
-      detail: { upstream: this.name },
-    });
+    const fields = scheme.kind === 'bearer' ? { scheme: 'bearer', realm: withoutQuery(scheme.realm), service: scheme.service } : { scheme: 'basic' };
+    this.log.info(fields, 'upstream authentication scheme');
   }
 
   private async send(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Exchange> {
@@ -306,11 +272,14 @@ export class UpstreamClient {
 
   /** 2xx GET bodies stream to the caller; any other body is read now so the socket goes back to the pool. */
   private async finish(method: 'GET' | 'HEAD', exchange: Exchange, url: URL): Promise<UpstreamResponse> {
-    const { status, headers } = exchange;
-    const live = true;
-    if (live) return { status, headers, body: exchange.body, url: url.href };
+    const live = method === 'GET' && exchange.status >= 200 && exchange.status < 300;
+    const { status, headers, body } = live ? exchange : await this.buffered(exchange);
+    return { status, headers, body, url: url.href };
+  }
+
+  private async buffered(exchange: Exchange): Promise<Exchange> {
     const { data } = await readLimited(exchange.body, MAX_BUFFERED_BODY, MAX_DRAINED_BODY);
-    return { status, headers, body: Readable.from(data.length === 0 ? [] : [data]), url: url.href };
+    return { ...exchange, body: Readable.from(data.length === 0 ? [] : [data]) };
   }
 }
 
@@ -322,16 +291,9 @@ function tokenRequest(scheme: { realm: string; service?: string }, scope: string
   return scheme.service === undefined ? { realm: scheme.realm, scopes: [scope] } : { realm: scheme.realm, service: scheme.service, scopes: [scope] };
 }
 
+/** An error raised before anything reached the network says nothing about the upstream's health. */
+const isLocal = (err: RegistryError): boolean => (err.cause as { code?: unknown } | undefined)?.code === 'UND_ERR_INVALID_ARG';
+
 function signalOption(signal: AbortSignal | undefined): { signal?: AbortSignal } {
   return signal === undefined ? {} : { signal };
-}
-
-function packageVersion(): string {
-  try {
-    const pkg: unknown = createRequire(import.meta.url)('../../package.json');
-    const version = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined;
-    return typeof version === 'string' ? version : '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
 }

@@ -3,6 +3,7 @@
  * flattening, bounded body reads, and error reasons that are safe to show.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
 
 /** undici gives repeated headers as arrays; callers want one string per name (RFC 9110 §5.3 list join). */
@@ -95,4 +96,25 @@ function abortReason(signal: AbortSignal): unknown {
 
 export function basicAuthorization(username: string, password: string): string {
   return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
+}
+
+/** Realms are logged without userinfo or query, which could carry secrets. */
+export function withoutQuery(realm: string): string {
+  try {
+    const url = new URL(realm);
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return '(invalid realm)';
+  }
+}
+
+/** Stevedore's version, for the User-Agent (package.json is two levels up from src/upstream and dist/upstream alike). */
+export function packageVersion(): string {
+  try {
+    const pkg: unknown = createRequire(import.meta.url)('../../package.json');
+    const version = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined;
+    return typeof version === 'string' ? version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
 }
