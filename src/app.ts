@@ -83,6 +83,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
       ctx.hotManifests.clear();
       ctx.hotTags.clear();
       ctx.linkedBlobs.clear();
+      ctx.hotReferrers.clear();
     });
     if (options.sweep !== false) sweeper.start(sweepInterval(upstreamConfig.ttlMs));
   }

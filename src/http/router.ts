@@ -12,13 +12,15 @@ export type Route =
   | { kind: 'tags'; name: RepositoryName }
   | { kind: 'manifest'; name: RepositoryName; reference: string }
   | { kind: 'blob'; name: RepositoryName; digest: string }
-  | { kind: 'upload'; name: RepositoryName };
+  | { kind: 'upload'; name: RepositoryName }
+  | { kind: 'referrers'; name: RepositoryName; digest: string };
 
 const MAX_PATH = 2048;
 const TAGS = /^\/v2\/(.+)\/tags\/list$/;
 const MANIFEST = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
 const UPLOAD = /^\/v2\/(.+)\/blobs\/uploads(?:\/[^/]*)?$/;
 const BLOB = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
+const REFERRERS = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
 
 export const notFound = (path: string): RegistryError =>
   new RegistryError('NOT_FOUND', 'no such endpoint in the registry API', { detail: { path: truncate(path, 200) } });
@@ -33,6 +35,8 @@ export function route(path: string): Route {
   if (match) return { kind: 'manifest', name: parseRepositoryName(match[1] ?? ''), reference: match[2] ?? '' };
   match = UPLOAD.exec(path);
   if (match) return { kind: 'upload', name: parseRepositoryName(match[1] ?? '') };
+  match = REFERRERS.exec(path);
+  if (match) return { kind: 'referrers', name: parseRepositoryName(match[1] ?? ''), digest: match[2] ?? '' };
   match = BLOB.exec(path);
   if (match) return { kind: 'blob', name: parseRepositoryName(match[1] ?? ''), digest: match[2] ?? '' };
   throw notFound(path);

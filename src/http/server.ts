@@ -14,6 +14,7 @@ import { toRegistryError, writeError } from './errcode.js';
 import { getBlob, headBlob } from './handlers/blobs.js';
 import { listCatalog, listTags } from './handlers/listing.js';
 import { getManifest } from './handlers/manifests.js';
+import { listReferrers } from './handlers/referrers.js';
 import { route } from './router.js';
 
 export interface ServerOptions {
@@ -47,6 +48,8 @@ async function dispatch(ctx: RequestContext): Promise<void> {
       return getManifest(ctx, target.name, target.reference);
     case 'blob':
       return ctx.head ? headBlob(ctx, target.name, target.digest) : getBlob(ctx, target.name, target.digest);
+    case 'referrers':
+      return listReferrers(ctx, target.name, target.digest);
     case 'upload':
       throw methodNotAllowed(`${method} on blob uploads`);
   }

@@ -21,7 +21,7 @@ import { parseManifest } from '../registry/manifest.js';
 import { parseRepositoryName, type RepositoryName, type Tag } from '../registry/names.js';
 import { listRepositories } from '../storage/catalog.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
-import { readLink } from '../storage/links.js';
+import { children, linkedDigests, readLink } from '../storage/links.js';
 import type { LocalStorage } from '../storage/local.js';
 import { pathFor } from '../storage/paths.js';
 
@@ -40,27 +40,6 @@ export interface ExpiryOptions {
   /** Unlinked blob data younger than this is never deleted. */
   graceMs?: number;
   dryRun?: boolean;
-}
-
-async function children(driver: StorageDriver, path: string): Promise<string[]> {
-  try {
-    return await driver.list(path);
-  } catch (err) {
-    if (isPathNotFound(err)) return [];
-    throw err;
-  }
-}
-
-/** Digests under `<root>/<algorithm>/<hex>`, as link directories are laid out. */
-async function linkedDigests(driver: StorageDriver, root: string): Promise<Digest[]> {
-  const out: Digest[] = [];
-  for (const algorithm of await children(driver, root)) {
-    for (const hex of await children(driver, `${root}/${algorithm}`)) {
-      const digest = tryParseDigest(`${algorithm}:${hex}`);
-      if (digest) out.push(digest);
-    }
-  }
-  return out;
 }
 
 export class ExpirySweeper {

@@ -43,6 +43,15 @@ export class MetadataStore {
     return state;
   }
 
+  /** A cached answer about a subject's referrers, per upstream and repository. */
+  async getReferrers<T>(upstream: string, repository: string, subject: string): Promise<T | undefined> {
+    return (await this.keyv.get<T>(`referrers:${upstream}:${repository}:${subject}`)) ?? undefined;
+  }
+
+  async setReferrers<T>(upstream: string, repository: string, subject: string, value: T): Promise<void> {
+    await this.keyv.set(`referrers:${upstream}:${repository}:${subject}`, value);
+  }
+
   /** Records a pull of a manifest or blob: `proxy.ttl` counts from here. */
   async touch(digest: string): Promise<void> {
     await this.keyv.set(`access:${digest}`, this.now());

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { MetadataStore } from '../metadata/store.js';
 import type { LocalRegistry } from '../storage/local.js';
 import type { FillRegistry } from './fill.js';
+import type { UpstreamReferrers } from './referrers.js';
 import type { Upstream } from './upstream.js';
 
 export interface ProxyPolicy {
@@ -30,6 +31,8 @@ export class ProxyContext {
   readonly hotManifests: LRUCache<string, HotManifest>;
   /** `repo:tag` → the digest and when the upstream last confirmed it. */
   readonly hotTags: LRUCache<string, HotTag>;
+  /** `repo@subject` → what the upstream said about the subject's referrers. */
+  readonly hotReferrers: LRUCache<string, UpstreamReferrers>;
   /** `repo@digest` → the blob is linked in the repository. */
   readonly linkedBlobs: LRUCache<string, true>;
   /** `repo@digest` → size the upstream announced for the blob in that repository. */
@@ -48,6 +51,7 @@ export class ProxyContext {
   ) {
     this.hotManifests = new LRUCache({ max: limits.manifests });
     this.hotTags = new LRUCache({ max: limits.manifests });
+    this.hotReferrers = new LRUCache({ max: limits.manifests });
     this.linkedBlobs = new LRUCache({ max: limits.descriptors });
     this.confirmedBlobs = new LRUCache({ max: limits.descriptors, ttl: policy.blobConfirmTtlMs });
     this.touched = new LRUCache({ max: limits.descriptors });

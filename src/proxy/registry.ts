@@ -10,6 +10,7 @@ import { LocalRepository } from '../storage/local.js';
 import { ProxyBlobs } from './blobs.js';
 import type { ProxyContext } from './context.js';
 import { ProxyManifests } from './manifests.js';
+import { ProxyReferrers } from './referrers.js';
 import { discard, upstreamError } from './upstream.js';
 
 export class ProxyRegistry implements Registry {
@@ -17,11 +18,13 @@ export class ProxyRegistry implements Registry {
 
   repository(name: RepositoryName): Repository {
     const local = new LocalRepository(this.ctx.local.storage, name);
+    const manifests = new ProxyManifests(this.ctx, name, local.manifests);
     return {
       name,
       blobs: new ProxyBlobs(this.ctx, name, local.blobs),
-      manifests: new ProxyManifests(this.ctx, name, local.manifests),
+      manifests,
       tags: new ProxyTags(this.ctx, name, local.tags),
+      referrers: new ProxyReferrers(this.ctx, name, manifests),
     };
   }
 

@@ -33,6 +33,9 @@ export interface ParsedManifest {
   manifests: Descriptor[];
   subject?: Descriptor;
   artifactType?: string;
+  /** The config descriptor of an image manifest. */
+  config?: Descriptor;
+  annotations?: Record<string, string>;
 }
 
 const invalid = (message: string): RegistryError => new RegistryError('MANIFEST_INVALID', `manifest invalid: ${message}`);
@@ -49,7 +52,7 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalid(`${where}.size invalid`);
   const descriptor: Descriptor = { mediaType, digest: parseDigest(digest), size };
   if (typeof artifactType === 'string') descriptor.artifactType = artifactType;
-  if (isObject(annotations)) descriptor.annotations = annotations as Record<string, string>;
+  if (isObject(annotations)) descriptor.annotations = stringMap(annotations);
   if (isObject(platform) && typeof platform.os === 'string' && typeof platform.architecture === 'string') {
     descriptor.platform = { os: platform.os, architecture: platform.architecture };
     if (typeof platform.variant === 'string') descriptor.platform.variant = platform.variant;
@@ -91,7 +94,10 @@ export function parseManifest(payload: Uint8Array, contentType?: string): Parsed
   switch (mediaType) {
     case MediaType.OciManifest:
     case MediaType.DockerManifest:
-      if (json.config !== undefined) parsed.blobs.push(parseDescriptor(json.config, 'config'));
+      if (json.config !== undefined) {
+        parsed.config = parseDescriptor(json.config, 'config');
+        parsed.blobs.push(parsed.config);
+      }
       parsed.blobs.push(...descriptors(json.layers, 'layers'));
       break;
     case MediaType.OciIndex:
@@ -105,7 +111,14 @@ export function parseManifest(payload: Uint8Array, contentType?: string): Parsed
   }
   if (json.subject !== undefined) parsed.subject = parseDescriptor(json.subject, 'subject');
   if (typeof json.artifactType === 'string') parsed.artifactType = json.artifactType;
+  if (isObject(json.annotations)) parsed.annotations = stringMap(json.annotations);
   return parsed;
+}
+
+function stringMap(value: Json): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, entry] of Object.entries(value)) if (typeof entry === 'string') out[key] = entry;
+  return out;
 }
 
 function schema1Layers(value: unknown): Descriptor[] {

@@ -8,6 +8,7 @@ import type { Digest } from './digest.js';
 import type { RepositoryName } from './names.js';
 import type { Reference } from './reference.js';
 import type { RangeSpec, ResolvedRange } from './range.js';
+import type { ReferrerDescriptor } from './referrers.js';
 
 export interface BlobDescriptor {
   digest: Digest;
@@ -54,11 +55,24 @@ export interface TagService {
   list(): Promise<string[]>;
 }
 
+export interface ReferrersResult {
+  manifests: ReferrerDescriptor[];
+  /** True when the artifactType filter was applied (`OCI-Filters-Applied`). */
+  filtered: boolean;
+  warnings?: string[];
+}
+
+export interface ReferrerService {
+  /** Manifests whose subject is `subject`, optionally only those of one artifactType. */
+  list(subject: Digest, artifactType?: string): Promise<ReferrersResult>;
+}
+
 export interface Repository {
   readonly name: RepositoryName;
   readonly blobs: BlobService;
   readonly manifests: ManifestService;
   readonly tags: TagService;
+  readonly referrers: ReferrerService;
 }
 
 export interface Registry {

@@ -46,3 +46,25 @@ export async function readLink(driver: StorageDriver, path: string): Promise<Dig
     throw err;
   }
 }
+
+/** Children of a directory; [] when it does not exist. */
+export async function children(driver: StorageDriver, path: string): Promise<string[]> {
+  try {
+    return await driver.list(path);
+  } catch (err) {
+    if (isPathNotFound(err)) return [];
+    throw err;
+  }
+}
+
+/** Digests under `<root>/<algorithm>/<hex>`, as link directories are laid out. */
+export async function linkedDigests(driver: StorageDriver, root: string): Promise<Digest[]> {
+  const out: Digest[] = [];
+  for (const algorithm of await children(driver, root)) {
+    for (const hex of await children(driver, `${root}/${algorithm}`)) {
+      const digest = tryParseDigest(`${algorithm}:${hex}`);
+      if (digest) out.push(digest);
+    }
+  }
+  return out;
+}

@@ -25,6 +25,7 @@ import { BlobStore } from './blobs.js';
 import { listRepositories } from './catalog.js';
 import type { StorageDriver } from './driver.js';
 import { LinkStore } from './links.js';
+import { LocalReferrers } from './referrers.js';
 import { TagStore } from './tags.js';
 
 export interface LocalRegistryOptions {
@@ -91,6 +92,7 @@ export class LocalRepository implements Repository {
   readonly blobs: LocalBlobs;
   readonly manifests: LocalManifests;
   readonly tags: LocalTags;
+  readonly referrers: LocalReferrers;
 
   constructor(
     storage: LocalStorage,
@@ -99,6 +101,7 @@ export class LocalRepository implements Repository {
     this.blobs = new LocalBlobs(storage, name);
     this.manifests = new LocalManifests(storage, name);
     this.tags = new LocalTags(storage, name);
+    this.referrers = new LocalReferrers(storage, name);
   }
 }
 

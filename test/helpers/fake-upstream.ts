@@ -19,6 +19,8 @@ export interface FakeUpstream {
   host: string;
   blobs: Map<string, FakeBlob>;
   manifests: Map<string, { payload: Buffer; mediaType: string; digest: string }>;
+  /** subject digest → referrers index; absent: 404, as from a registry without the API. */
+  referrers: Map<string, Buffer>;
   /** Fault applied to the next blob GETs (not to Range resumes unless `faultResumes`). */
   fault: BlobFault;
   faultResumes: boolean;
@@ -39,6 +41,7 @@ export async function startFakeUpstream(repository: string): Promise<FakeUpstrea
   const state: Omit<FakeUpstream, 'url' | 'host' | 'close' | 'count'> = {
     blobs: new Map(),
     manifests: new Map(),
+    referrers: new Map(),
     fault: 'none',
     faultResumes: false,
     log: [],
@@ -65,6 +68,13 @@ export async function startFakeUpstream(repository: string): Promise<FakeUpstrea
       });
       res.end(req.method === 'HEAD' ? undefined : manifest.payload);
       return;
+    }
+    if (kind === 'referrers') {
+      const index = state.referrers.get(reference.split('?')[0] ?? '')
+      if (!index) return notFound(res, 'NOT_FOUND')
+      res.writeHead(200, { 'Content-Type': 'application/vnd.oci.image.index.v1+json', 'Content-Length': index.length })
+      res.end(index)
+      return
     }
     if (kind !== 'blobs') return notFound(res, 'NOT_FOUND');
     const found = state.blobs.get(reference);
