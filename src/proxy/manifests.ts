@@ -13,7 +13,7 @@
 import { manifestUnknown, RegistryError } from '../registry/errors.js';
 import { type Digest, digestOf, tryParseDigest } from '../registry/digest.js';
 import { MAX_MANIFEST_SIZE, parseManifest } from '../registry/manifest.js';
-import { accepts, MANIFEST_MEDIA_TYPES } from '../registry/mediatypes.js';
+import { accepts, MANIFEST_MEDIA_TYPES, MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName, Tag } from '../registry/names.js';
 import type { Reference } from '../registry/reference.js';
 import type { ManifestContent, ManifestRequest, ManifestService } from '../registry/services.js';
@@ -45,7 +45,7 @@ export class ProxyManifests implements ManifestService {
     if ((await this.local.resolve({ kind: 'digest', digest, value: digest.value })) === undefined) return undefined;
     let read;
     try {
-      read = await this.ctx.local.storage.readManifest(digest);
+      read = await this.ctx.local.storage.servableManifest(this.name, digest);
     } catch (err) {
       // A revision link whose payload is gone (maintenance) is a miss, not an error.
       if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
@@ -112,7 +112,8 @@ export class ProxyManifests implements ManifestService {
     if (head.status !== 200) throw this.failure(head, tag);
     const announced = tryParseDigest(head.headers['docker-content-digest'] ?? '');
     let entry = announced === undefined ? undefined : cached?.digest === announced.value ? cached : await this.stored(announced);
-    if (entry === undefined) entry = await this.fetch(tag, request);
+    // Schema1 signatures differ from fetch to fetch: a GET collects the upstream's current ones.
+    if (entry === undefined || entry.mediaType === MediaType.DockerSchema1Signed) entry = await this.fetch(tag, request);
     await this.recordTag(tag, entry.digest);
     return entry;
   }
@@ -142,7 +143,11 @@ export class ProxyManifests implements ManifestService {
       discard(response);
       throw this.failure(response, reference);
     }
-    const payload = await readLimited(response, MAX_MANIFEST_SIZE);
+    const document = await readLimited(response, MAX_MANIFEST_SIZE);
+    const contentType = response.headers['content-type']?.split(';')[0]?.trim();
+    const { mediaType } = parseManifest(document, contentType);
+    if (mediaType === MediaType.DockerSchema1Signed) return this.fetchedSchema1(reference, document, response.headers['docker-content-digest']);
+    const payload = document;
     const digest = digestOf(payload);
     const announced = response.headers['docker-content-digest'];
     if (announced !== undefined && announced !== digest.value && announced.startsWith('sha256:')) {
@@ -150,13 +155,27 @@ export class ProxyManifests implements ManifestService {
         detail: { announced, actual: digest.value },
       });
     }
-    const contentType = response.headers['content-type']?.split(';')[0]?.trim();
-    const { mediaType } = parseManifest(payload, contentType);
     await ctx.local.storage.blobs.put(payload);
     await ctx.local.storage.revisions.link(this.name, digest);
     const entry = { digest: digest.value, mediaType, payload };
     ctx.hotManifests.set(`${this.name}@${digest.value}`, entry);
     ctx.log.info({ repository: this.name, reference, digest: digest.value, mediaType, upstream: ctx.upstream.name }, 'manifest cached');
+    return entry;
+  }
+
+  /** A schema1 signed manifest: verified, payload and signatures stored apart, served with every signature known. */
+  private async fetchedSchema1(reference: string, document: Buffer, announced: string | undefined): Promise<HotManifest> {
+    const { ctx } = this;
+    const { digest, added } = await ctx.local.storage.schema1.ingest(this.name, document);
+    if (announced !== undefined && announced !== digest.value && announced.startsWith('sha256:')) {
+      throw new RegistryError('DIGEST_INVALID', `upstream ${ctx.upstream.name} sent a schema1 manifest whose payload does not match its Docker-Content-Digest`, {
+        detail: { announced, actual: digest.value },
+      });
+    }
+    const { mediaType, payload } = await ctx.local.storage.servableManifest(this.name, digest);
+    const entry = { digest: digest.value, mediaType, payload };
+    ctx.hotManifests.set(`${this.name}@${digest.value}`, entry);
+    ctx.log.info({ repository: this.name, reference, digest: digest.value, signaturesAdded: added, upstream: ctx.upstream.name }, 'schema1 manifest cached');
     return entry;
   }
 }

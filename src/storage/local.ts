@@ -6,7 +6,7 @@ import { LRUCache } from 'lru-cache';
 import { blobUnknown, manifestUnknown, RegistryError } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
 import { parseManifest } from '../registry/manifest.js';
-import { accepts } from '../registry/mediatypes.js';
+import { accepts, MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName } from '../registry/names.js';
 import { type RangeSpec, resolveRange } from '../registry/range.js';
 import type { Reference } from '../registry/reference.js';
@@ -26,6 +26,8 @@ import { listRepositories } from './catalog.js';
 import type { StorageDriver } from './driver.js';
 import { LinkStore } from './links.js';
 import { LocalReferrers } from './referrers.js';
+import { Schema1Store } from './schema1.js';
+import { SignatureStore } from './signatures.js';
 import { TagStore } from './tags.js';
 
 export interface LocalRegistryOptions {
@@ -44,6 +46,7 @@ export class LocalStorage {
   readonly layers: LinkStore;
   readonly revisions: LinkStore;
   readonly tags: TagStore;
+  readonly schema1: Schema1Store;
   /** Manifest payloads by digest. */
   readonly manifestCache: LRUCache<string, CachedManifest>;
 
@@ -55,10 +58,22 @@ export class LocalStorage {
     this.layers = new LinkStore(driver, 'layerLink');
     this.revisions = new LinkStore(driver, 'revisionLink');
     this.tags = new TagStore(driver);
+    this.schema1 = new Schema1Store(this.blobs, this.revisions, new SignatureStore(driver, this.blobs));
     this.manifestCache = new LRUCache<string, CachedManifest>({
       maxSize: options.manifestCacheBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (entry) => entry.payload.byteLength + 256,
     });
+  }
+
+  /**
+   * A revision as served in a repository: the stored bytes, except that a
+   * schema1 payload is served as a signed document with its signatures.
+   */
+  async servableManifest(name: RepositoryName, digest: Digest): Promise<CachedManifest> {
+    const stored = await this.readManifest(digest);
+    if (stored.mediaType !== MediaType.DockerSchema1 && stored.mediaType !== MediaType.DockerSchema1Signed) return stored;
+    if (stored.mediaType === MediaType.DockerSchema1Signed) return stored; // a signed document stored whole by someone else
+    return { mediaType: MediaType.DockerSchema1Signed, payload: await this.schema1.assemble(name, digest, stored.payload) };
   }
 
   /** Reads a stored manifest by digest (no repository check), via the memory cache. */
@@ -149,7 +164,7 @@ export class LocalManifests implements ManifestService {
   async get(reference: Reference, request: ManifestRequest): Promise<ManifestContent> {
     const digest = await this.resolve(reference);
     if (digest === undefined) throw manifestUnknown(this.name, reference.value);
-    const { mediaType, payload } = await this.storage.readManifest(digest);
+    const { mediaType, payload } = await this.storage.servableManifest(this.name, digest);
     checkAcceptable(this.name, reference, mediaType, request.accept);
     return { digest, mediaType, payload };
   }

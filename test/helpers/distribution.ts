@@ -28,6 +28,8 @@ export interface DistributionOptions {
   root?: string
   /** Deep-merged over the default config; `undefined` values delete keys. */
   config?: ConfigObject
+  /** A fixed port, e.g. to restart an upstream where a proxy expects it; default a free one. */
+  port?: number
   startTimeoutMs?: number
 }
 
@@ -60,7 +62,7 @@ export async function startDistribution(t: Teardown, opts: DistributionOptions =
   const configPath = join(dir, 'config.yml')
 
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort()
+    const port = opts.port ?? (await freePort())
     const config = deepMerge(defaultDistributionConfig(root, port), opts.config ?? {})
     await writeYaml(configPath, config)
     let proc: ServerProcess
@@ -75,7 +77,7 @@ export async function startDistribution(t: Teardown, opts: DistributionOptions =
         startTimeoutMs: opts.startTimeoutMs ?? 15_000,
       })
     } catch (error) {
-      if (attempt < 3 && isAddressInUse(error)) continue
+      if (attempt < 3 && opts.port === undefined && isAddressInUse(error)) continue
       throw error
     }
     t.teardown(proc.stop)
