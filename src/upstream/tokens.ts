@@ -60,14 +60,23 @@ export const DEFAULT_EXPIRES_IN_S = 60;
 const MAX_REFRESH_MARGIN_MS = 10_000;
 const MAX_TOKEN_RESPONSE_BYTES = 1 << 20;
 
+/**
+ * A refusal (wrong credentials, no access) is remembered this long, so a
+ * misconfigured password does not send one credentialed request per client
+ * request to the token server (and lock the account there).
+ */
+export const REFUSAL_MEMORY_MS = 30_000;
+
 export class TokenCache {
   private readonly cache: LRUCache<string, Entry>;
+  private readonly refusals: LRUCache<string, { error: RegistryError; until: number }>;
   private readonly inflight = new Map<string, Promise<string>>();
   private readonly now: () => number;
 
   constructor(private readonly options: TokenCacheOptions) {
     this.now = options.now ?? Date.now;
     this.cache = new LRUCache<string, Entry>({ max: options.maxEntries ?? 1000 });
+    this.refusals = new LRUCache({ max: options.maxEntries ?? 1000 });
   }
 
   async get(request: TokenRequest, options: TokenGetOptions = {}): Promise<string> {
@@ -77,9 +86,16 @@ export class TokenCache {
       if (cached.token !== options.rejected && this.now() < cached.refreshAt) return cached.token;
       this.cache.delete(key);
     }
+    const refused = this.refusals.get(key);
+    if (refused !== undefined && this.now() < refused.until) throw refused.error;
     let pending = this.inflight.get(key);
     if (pending === undefined) {
-      pending = this.fetchToken(key, request).finally(() => this.inflight.delete(key));
+      pending = this.fetchToken(key, request)
+        .catch((err: unknown) => {
+          if (err instanceof RegistryError && err.code === 'UNAUTHORIZED') this.refusals.set(key, { error: err, until: this.now() + REFUSAL_MEMORY_MS });
+          throw err;
+        })
+        .finally(() => this.inflight.delete(key));
       this.inflight.set(key, pending);
     }
     return raceAbort(pending, options.signal);
@@ -87,6 +103,7 @@ export class TokenCache {
 
   clear(): void {
     this.cache.clear();
+    this.refusals.clear();
   }
 
   private async fetchToken(key: string, request: TokenRequest): Promise<string> {

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { Agent } from 'undici';
 import { RegistryError } from '../../src/registry/errors.js';
-import { parseTokenResponse, TokenCache, type TokenCacheOptions } from '../../src/upstream/tokens.js';
+import { parseTokenResponse, REFUSAL_MEMORY_MS, TokenCache, type TokenCacheOptions } from '../../src/upstream/tokens.js';
 import { captureLogger, send, startFake, type Teardown } from './fixtures/fakes.js';
 
 const PASSWORD = 's3cret-Pa55';
@@ -178,7 +178,7 @@ t.test('token server errors', async (t) => {
   const everything = `${e.message} ${JSON.stringify(e.detail)} ${refuse.log.lines.join('\n')}`;
   t.notOk(everything.includes(PASSWORD) || everything.includes(BASIC.slice(6)), 'no credentials in the error or the logs');
   await t.rejects(refuse.cache.get(key), { code: 'UNAUTHORIZED' });
-  t.equal(refuse.fetches(), 2, 'failures are not cached');
+  t.equal(refuse.fetches(), 1, 'a refusal is remembered (see below), not asked again at once');
 
   const down = await setup(t, () => ({ status: 503, body: '' }));
   await t.rejects(down.cache.get({ realm: down.realm, scopes: ['x'] }), { code: 'UNAVAILABLE' }, '5xx: the token server is down');
@@ -226,4 +226,14 @@ t.test('parseTokenResponse', async (t) => {
   t.same(parseTokenResponse('{"token":"a","issued_at":"2024-01-01T00:00:00Z"}'), { token: 'a', expiresInS: 60, issuedAt: T0 });
   t.same(parseTokenResponse('{"token":"a","issued_at":"yesterday"}'), { token: 'a', expiresInS: 60 });
   for (const bad of ['', 'null', '[]', '"tok"', '{}', '{"token":42}', '{"token":"a b"}']) t.equal(parseTokenResponse(bad), undefined, bad);
+});
+
+t.test('a refusal is remembered for a while, so a wrong password does not hammer the token server', async (t) => {
+  const s = await setup(t, () => ({ status: 401, body: '{"errors":[{"code":"UNAUTHORIZED"}]}' }));
+  const request = { realm: s.realm, service: 'registry', scopes: ['repository:a/b:pull'] };
+  for (let i = 0; i < 5; i++) t.equal((await failure(s.cache.get(request))).code, 'UNAUTHORIZED');
+  t.equal(s.fetches(), 1, 'five requests, one refusal fetched');
+  s.clock.now += REFUSAL_MEMORY_MS + 1;
+  t.equal((await failure(s.cache.get(request))).code, 'UNAUTHORIZED');
+  t.equal(s.fetches(), 2, 'asked again once the refusal is forgotten');
 });
