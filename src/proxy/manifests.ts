@@ -69,7 +69,7 @@ export class ProxyManifests implements ManifestService {
     if (cached !== undefined) return this.serve(cached, reference, request);
     const fetched = await this.fetch(digest.value, request);
     if (fetched.digest !== digest.value) {
-      throw new RegistryError('DIGEST_INVALID', `upstream ${this.ctx.upstream.name} sent a manifest that does not match its digest`, {
+      throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.ctx.upstream.name} sent a manifest that does not match its digest`, {
         detail: { expected: digest.value, actual: fetched.digest },
       });
     }
@@ -145,13 +145,18 @@ export class ProxyManifests implements ManifestService {
     }
     const document = await readLimited(response, MAX_MANIFEST_SIZE);
     const contentType = response.headers['content-type']?.split(';')[0]?.trim();
-    const { mediaType } = parseManifest(document, contentType);
+    let mediaType: string;
+    try {
+      mediaType = parseManifest(document, contentType).mediaType;
+    } catch (err) {
+      throw new RegistryError('UPSTREAM_ERROR', `upstream ${ctx.upstream.name} sent an invalid manifest: ${(err as Error).message}`, { cause: err });
+    }
     if (mediaType === MediaType.DockerSchema1Signed) return this.fetchedSchema1(reference, document, response.headers['docker-content-digest']);
     const payload = document;
     const digest = digestOf(payload);
     const announced = response.headers['docker-content-digest'];
     if (announced !== undefined && announced !== digest.value && announced.startsWith('sha256:')) {
-      throw new RegistryError('DIGEST_INVALID', `upstream ${ctx.upstream.name} sent a manifest whose content does not match its Docker-Content-Digest`, {
+      throw new RegistryError('UPSTREAM_ERROR', `upstream ${ctx.upstream.name} sent a manifest whose content does not match its Docker-Content-Digest`, {
         detail: { announced, actual: digest.value },
       });
     }
@@ -168,7 +173,7 @@ export class ProxyManifests implements ManifestService {
     const { ctx } = this;
     const { digest, added } = await ctx.local.storage.schema1.ingest(this.name, document);
     if (announced !== undefined && announced !== digest.value && announced.startsWith('sha256:')) {
-      throw new RegistryError('DIGEST_INVALID', `upstream ${ctx.upstream.name} sent a schema1 manifest whose payload does not match its Docker-Content-Digest`, {
+      throw new RegistryError('UPSTREAM_ERROR', `upstream ${ctx.upstream.name} sent a schema1 manifest whose payload does not match its Docker-Content-Digest`, {
         detail: { announced, actual: digest.value },
       });
     }
@@ -187,7 +192,7 @@ async function readLimited(response: UpstreamResponse, limit: number): Promise<B
     total += chunk.byteLength;
     if (total > limit) {
       response.body.destroy();
-      throw new RegistryError('MANIFEST_INVALID', `upstream manifest larger than ${limit} bytes`);
+      throw new RegistryError('UPSTREAM_ERROR', `upstream manifest larger than ${limit} bytes`);
     }
     chunks.push(chunk);
   }
