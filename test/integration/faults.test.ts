@@ -114,3 +114,18 @@ t.test('a Range request during a cold fill is served from the spool', async t =>
   t.equal(reply.headers['content-range'], `bytes 1000-1999/${SIZE}`)
   t.same(reply.body, data.subarray(1000, 2000))
 })
+
+t.test('a manifest that does not match its digest is refused with 502 and not stored', async t => {
+  const { upstream, proxy } = await setup(t, 'bad-manifest')
+  const genuine = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] }))
+  const digest = `sha256:${createHash('sha256').update(genuine).digest('hex')}`
+  const lie = Buffer.from(genuine.toString().replace('"size":2', '"size":3'))
+  upstream.manifests.set(digest, { payload: lie, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest })
+  upstream.manifests.set('v1', { payload: lie, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest })
+  for (const reference of [digest, 'v1']) {
+    const reply = await fetch(`${proxy.url}/v2/${REPO}/manifests/${reference}`)
+    t.equal(reply.status, 502, `by ${reference.slice(0, 12)}: a bad gateway, not a client error`)
+    t.equal(((await reply.json()) as { errors: { code: string }[] }).errors[0]?.code, 'UPSTREAM_ERROR')
+  }
+  t.same((await walk(proxy.root)).filter(f => f.includes('_manifests') || f.includes('/blobs/')), [], 'nothing stored or linked')
+})
