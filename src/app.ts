@@ -99,6 +99,27 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   };
 }
 
+/** How long a shutdown waits for responses in flight (a long blob download) before cutting them. */
+export const DRAIN_TIMEOUT_MS = 8_000;
+
+/**
+ * Stops accepting, lets responses in flight finish, and closes keep-alive
+ * connections as soon as they are idle (server.close alone waits for the
+ * client to drop them), cutting whatever is left after DRAIN_TIMEOUT_MS.
+ */
+async function drainServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const idle = setInterval(() => server.closeIdleConnections(), 50);
+  const cut = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
+  try {
+    await closed;
+  } finally {
+    clearInterval(idle);
+    clearTimeout(cut);
+  }
+}
+
 export async function startApp(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<App> {
   const built = await buildRegistry(config, log, options);
   const purging = config.storage.maintenance.uploadpurging;
@@ -130,10 +151,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     address: server.address() as AddressInfo,
     async close() {
       stopPurging();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+      await drainServer(server);
       await built.close();
     },
   };

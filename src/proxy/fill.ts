@@ -24,7 +24,11 @@ import type { BlobIngest, BlobStore } from '../storage/blobs.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { discard, type Upstream, type UpstreamResponse, upstreamError } from './upstream.js';
 
-export type FillState = 'filling' | 'committed' | 'failed';
+/** filling → verified (digest checked, not yet durable) → committed (in place), or → failed. */
+export type FillState = 'filling' | 'verified' | 'committed' | 'failed';
+
+/** A follower reads when at least this much is waiting (or the end is), so it does not reopen the spool per chunk. */
+const READ_WINDOW = 1024 * 1024;
 
 export interface FillOptions {
   maxResumes: number;
@@ -50,6 +54,7 @@ export class BlobFill extends EventEmitter {
   ) {
     super();
     this.setMaxListeners(0);
+    ingest.onFlush = () => this.emit('progress');
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
@@ -74,10 +79,7 @@ export class BlobFill extends EventEmitter {
     try {
       for (;;) {
         try {
-          for await (const chunk of response.body as AsyncIterable<Buffer>) {
-            await this.ingest.write(chunk);
-            this.emit('progress');
-          }
+          for await (const chunk of response.body as AsyncIterable<Buffer>) await this.ingest.write(chunk);
           if (this.ingest.size >= this.size) break;
           throw new Error(`upstream body ended early at ${this.ingest.size} of ${this.size} bytes`);
         } catch (err) {
@@ -90,9 +92,14 @@ export class BlobFill extends EventEmitter {
           response = await this.resume(upstream, signal);
         }
       }
+      // Verified first: followers may have the last byte while the blob is made durable.
+      this.ingest.verify(this.size);
+      this.state = 'verified';
+      this.emit('progress');
       const descriptor = await this.ingest.commit(this.size);
-      // Link before anyone learns the fill is over, so the next request finds the blob in place.
       this.state = 'committed';
+      this.emit('progress');
+      // Link before anyone learns the fill is over, so the next request finds the blob in place.
       await onCommit(this).catch((err: unknown) => options.log.error({ err, digest: this.digest.value }, 'linking a filled blob failed'));
       this.resolveDone(descriptor);
     } catch (err) {
@@ -122,17 +129,25 @@ export class BlobFill extends EventEmitter {
     return response;
   }
 
-  /** Waits until more than `position` bytes are servable, or the fill ends. */
-  private async waitFor(position: number): Promise<void> {
-    while (this.state === 'filling' && this.servable() <= position) {
-      await new Promise<void>((resolve) => this.once('progress', resolve));
-    }
+  private nextProgress(): Promise<void> {
+    return new Promise<void>((resolve) => this.once('progress', resolve));
+  }
+
+  /** Waits until a window from `position` (up to `end`) is servable, or the fill ends. */
+  private async waitFor(position: number, end: number): Promise<void> {
+    const target = Math.min(position + READ_WINDOW, end + 1);
+    while ((this.state === 'filling' || this.state === 'verified') && this.servable() < target) await this.nextProgress();
     if (this.state === 'failed') throw this.error;
   }
 
-  /** Bytes a follower may read: everything once committed, all but the last byte before. */
+  /**
+   * Bytes a follower may read: what is flushed to the spool, but the last
+   * byte only once the digest is verified; everything once committed.
+   */
   private servable(): number {
-    return this.state === 'committed' ? this.size : Math.min(this.ingest.size, this.size - 1);
+    if (this.state === 'committed') return this.size;
+    if (this.state === 'verified') return this.ingest.flushed;
+    return Math.min(this.ingest.flushed, this.size - 1);
   }
 
   /** A stream of the blob (or a range of it) that follows the fill. */
@@ -143,7 +158,7 @@ export class BlobFill extends EventEmitter {
   private async *chunks(start: number, end: number): AsyncGenerator<Buffer> {
     let position = start;
     while (position <= end) {
-      await this.waitFor(position);
+      await this.waitFor(position, end);
       const last = Math.min(this.servable() - 1, end);
       let stream: Readable;
       try {
@@ -152,10 +167,10 @@ export class BlobFill extends EventEmitter {
             ? await this.blobs.reader(this.digest, { start: position, end: last })
             : await this.driver.reader(this.ingest.spoolPath, { start: position, end: last });
       } catch (err) {
-        // The spool moved into place between our check and the open: read from the blob next time round.
-        if ((isPathNotFound(err) || (err as RegistryError).code === 'BLOB_UNKNOWN') && this.state !== 'filling') continue;
-        if (isPathNotFound(err) && this.state === 'filling') {
-          await new Promise<void>((resolve) => this.once('progress', resolve));
+        // The spool moved into place between our check and the open: read from the blob once committed.
+        if (isPathNotFound(err) || (err as RegistryError).code === 'BLOB_UNKNOWN') {
+          if (this.state === 'filling' || this.state === 'verified') await this.nextProgress();
+          else if (this.state === 'failed') throw this.error;
           continue;
         }
         throw err;

@@ -68,6 +68,7 @@ export class BlobStore {
 export class BlobIngest {
   private readonly digester: Digester;
   private finished = false;
+  private verified: Digest | undefined;
 
   constructor(
     private readonly driver: StorageDriver,
@@ -87,23 +88,45 @@ export class BlobIngest {
     return this.digester.size;
   }
 
+  /** Bytes readers of `spoolPath` can see already. */
+  get flushed(): number {
+    return this.writer.flushed;
+  }
+
+  /** Called whenever `flushed` grows. */
+  set onFlush(listener: () => void) {
+    this.writer.onFlush = listener;
+  }
+
+  /**
+   * Checks the digest and size of what was written, before anything is made
+   * durable: a follower may release the last byte once this passed.
+   */
+  verify(expectedSize?: number): void {
+    const actual = this.digester.digest();
+    this.verified = actual;
+    if (actual.value !== this.expected.value) {
+      throw digestInvalid(this.expected.value, `content hashed to ${actual.value}`);
+    }
+    if (expectedSize !== undefined && expectedSize !== this.digester.size) {
+      throw digestInvalid(this.expected.value, `size ${this.digester.size} differs from the announced ${expectedSize}`);
+    }
+  }
+
   async write(chunk: Uint8Array): Promise<void> {
     this.digester.update(chunk);
     await this.writer.write(chunk);
   }
 
-  /** Verifies the digest, then moves the content into place. Throws DIGEST_INVALID and cleans up on mismatch. */
+  /**
+   * Verifies the digest (unless verify() already did), makes the content
+   * durable, then moves it into place. Throws DIGEST_INVALID and cleans up on mismatch.
+   */
   async commit(expectedSize?: number): Promise<BlobDescriptor> {
     this.finished = true;
     try {
+      if (this.verified === undefined) this.verify(expectedSize);
       await this.writer.commit();
-      const actual = this.digester.digest();
-      if (actual.value !== this.expected.value) {
-        throw digestInvalid(this.expected.value, `content hashed to ${actual.value}`);
-      }
-      if (expectedSize !== undefined && expectedSize !== this.digester.size) {
-        throw digestInvalid(this.expected.value, `size ${this.digester.size} differs from the announced ${expectedSize}`);
-      }
       await this.driver.move(this.writer.path, pathFor({ kind: 'blobData', digest: this.expected }));
       return { digest: this.expected, size: this.digester.size, mediaType: MediaType.OctetStream };
     } finally {

@@ -29,8 +29,15 @@ export interface ByteRange {
  */
 export interface FileWriter {
   readonly path: string;
-  /** Bytes written so far. */
+  /** Bytes accepted by write() so far. */
   readonly size: number;
+  /**
+   * Bytes that readers of `path` can see already (handed to the storage, not
+   * only buffered). Grows to `size`; `onFlush` is called each time it does.
+   */
+  readonly flushed: number;
+  onFlush?: () => void;
+  /** Resolves when the writer can take more (backpressure), not necessarily when the bytes are flushed. */
   write(chunk: Uint8Array): Promise<void>;
   /** Flushes everything durably (fsync). */
   commit(): Promise<void>;

@@ -135,7 +135,9 @@ export class FilesystemDriver implements StorageDriver {
  */
 class FilesystemWriter implements FileWriter {
   private written = 0;
+  private flushedBytes = 0;
   private done = false;
+  onFlush?: () => void;
 
   private constructor(
     readonly path: string,
@@ -154,10 +156,21 @@ class FilesystemWriter implements FileWriter {
     return this.written;
   }
 
+  get flushed(): number {
+    return this.flushedBytes;
+  }
+
   async write(chunk: Uint8Array): Promise<void> {
     if (this.done) throw new Error('write after commit or cancel');
     this.written += chunk.byteLength;
-    if (!this.stream.write(chunk)) await once(this.stream, 'drain');
+    const length = chunk.byteLength;
+    // Chunks reach the file in order, so the callback order tracks the readable size.
+    const more = this.stream.write(chunk, (err) => {
+      if (err) return;
+      this.flushedBytes += length;
+      this.onFlush?.();
+    });
+    if (!more) await once(this.stream, 'drain');
   }
 
   async commit(): Promise<void> {

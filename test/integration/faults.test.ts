@@ -63,6 +63,11 @@ async function healthyAfterwards(t: Test, upstream: FakeUpstream, proxy: InProce
   t.equal(reply.status, 200)
   t.ok(reply.complete, 'the next request succeeds')
   t.equal(reply.sha256, digest, 'with the right bytes')
+  // The last byte goes out once the digest is verified; the commit (fsync, rename) follows.
+  const deadline = Date.now() + 10_000
+  while (!(await stat(blobPath(proxy.root, digest)).then(() => true, () => false)) && Date.now() < deadline) {
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
   const stored = createHash('sha256').update(await readFile(blobPath(proxy.root, digest))).digest('hex')
   t.equal(`sha256:${stored}`, digest, 'and the committed blob verifies')
 }
