@@ -80,7 +80,7 @@ export class FilesystemDriver implements StorageDriver {
       fd: handle,
       start: range?.start,
       end: range?.end,
-      highWaterMark: 256 * 1024,
+      highWaterMark: 1024 * 1024,
     });
   }
 
