@@ -19,7 +19,7 @@ import type { Reference } from '../registry/reference.js';
 import type { ManifestContent, ManifestRequest, ManifestService } from '../registry/services.js';
 import { checkAcceptable, type LocalManifests } from '../storage/local.js';
 import type { HotManifest, ProxyContext } from './context.js';
-import { discard, upstreamError, type UpstreamResponse } from './upstream.js';
+import { discard, readBody, upstreamError, type UpstreamResponse } from './upstream.js';
 
 const staleWarning = (upstream: string, why: string): string =>
   `stevedore: served from cache; upstream ${upstream} is unavailable (${why})`;
@@ -143,7 +143,7 @@ export class ProxyManifests implements ManifestService {
       discard(response);
       throw this.failure(response, reference);
     }
-    const document = await readLimited(response, MAX_MANIFEST_SIZE);
+    const document = await readBody(response, MAX_MANIFEST_SIZE, 'manifest');
     const contentType = response.headers['content-type']?.split(';')[0]?.trim();
     let mediaType: string;
     try {
@@ -183,18 +183,4 @@ export class ProxyManifests implements ManifestService {
     ctx.log.info({ repository: this.name, reference, digest: digest.value, signaturesAdded: added, upstream: ctx.upstream.name }, 'schema1 manifest cached');
     return entry;
   }
-}
-
-async function readLimited(response: UpstreamResponse, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of response.body as AsyncIterable<Buffer>) {
-    total += chunk.byteLength;
-    if (total > limit) {
-      response.body.destroy();
-      throw new RegistryError('UPSTREAM_ERROR', `upstream manifest larger than ${limit} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }

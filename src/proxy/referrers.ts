@@ -25,7 +25,7 @@ import {
 import type { ManifestService, ReferrerService, ReferrersResult } from '../registry/services.js';
 import { localReferrers } from '../storage/referrers.js';
 import type { ProxyContext } from './context.js';
-import { discard, upstreamError, type UpstreamResponse } from './upstream.js';
+import { discard, readBody, upstreamError, type UpstreamResponse } from './upstream.js';
 
 /** What the upstream said about a subject, and when. `found: false`: it has no referrers API and no fallback tag. */
 export interface UpstreamReferrers {
@@ -105,18 +105,9 @@ export class ProxyReferrers implements ReferrerService {
 }
 
 async function readJson(response: UpstreamResponse): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of response.body as AsyncIterable<Buffer>) {
-    total += chunk.byteLength;
-    if (total > MAX_MANIFEST_SIZE) {
-      response.body.destroy();
-      throw new RegistryError('UPSTREAM_ERROR', 'upstream referrers answer too large');
-    }
-    chunks.push(chunk);
-  }
+  const body = await readBody(response, MAX_MANIFEST_SIZE, 'referrers answer');
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     throw new RegistryError('UPSTREAM_ERROR', 'upstream referrers answer is not JSON');
   }

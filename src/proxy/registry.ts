@@ -11,7 +11,7 @@ import { ProxyBlobs } from './blobs.js';
 import type { ProxyContext } from './context.js';
 import { ProxyManifests } from './manifests.js';
 import { ProxyReferrers } from './referrers.js';
-import { discard, upstreamError } from './upstream.js';
+import { discard, readBody, upstreamError } from './upstream.js';
 
 export class ProxyRegistry implements Registry {
   constructor(readonly ctx: ProxyContext) {}
@@ -66,11 +66,10 @@ class ProxyTags implements TagService {
       if (response.status >= 500 && cached.length > 0) return cached;
       throw upstreamError(upstream.name, response.status, response.headers, () => nameUnknown(this.name));
     }
-    const chunks: Buffer[] = [];
-    for await (const chunk of response.body as AsyncIterable<Buffer>) chunks.push(chunk);
+    const body = await readBody(response, 16 * 1024 * 1024, 'tag list');
     let remote: unknown;
     try {
-      remote = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { tags?: unknown }).tags;
+      remote = (JSON.parse(body.toString('utf8')) as { tags?: unknown }).tags;
     } catch {
       throw new RegistryError('UPSTREAM_ERROR', `upstream ${upstream.name} sent an unreadable tag list`);
     }

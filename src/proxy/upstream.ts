@@ -2,25 +2,10 @@
  * What the proxy needs from an upstream registry client (src/upstream
  * implements it), and the translation of upstream answers into domain errors.
  */
-import type { Readable } from 'node:stream';
+import type { UpstreamRequest, UpstreamResponse } from '../upstream/client.js';
 import { RegistryError } from '../registry/errors.js';
 
-export interface UpstreamRequest {
-  method: 'GET' | 'HEAD';
-  repository: string;
-  kind: 'manifests' | 'blobs' | 'referrers' | 'tags';
-  reference: string;
-  headers?: Record<string, string>;
-  query?: Record<string, string>;
-  signal?: AbortSignal;
-}
-
-export interface UpstreamResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: Readable;
-  url: string;
-}
+export type { UpstreamRequest, UpstreamResponse } from '../upstream/client.js';
 
 export interface Upstream {
   readonly name: string;
@@ -65,4 +50,19 @@ export function upstreamError(
   return new RegistryError('UPSTREAM_ERROR', `upstream ${upstream} answered with unexpected status ${status}`, {
     detail: { upstream, status },
   });
+}
+
+/** Reads a whole (small) upstream body: manifests, indexes, tag lists. Refuses more than `limit` bytes. */
+export async function readBody(response: UpstreamResponse, limit: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    total += chunk.byteLength;
+    if (total > limit) {
+      response.body.destroy();
+      throw new RegistryError('UPSTREAM_ERROR', `upstream ${what} larger than ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
 }
