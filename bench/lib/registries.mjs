@@ -1,0 +1,155 @@
+/**
+ * The three servers of a run: the upstream (a plain Distribution whose access
+ * log we count), Distribution in proxy mode, and Stevedore. Each gets its own
+ * config.yml, a fresh storage dir and a free loopback port.
+ */
+import { cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { stringify } from 'yaml'
+import { freePort, removeDir, startServer, tempDir } from './procs.mjs'
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const DISTRIBUTION_BIN = process.env.STEVEDORE_BENCH_DISTRIBUTION_BIN ?? 'docker-registry'
+
+/**
+ * @typedef {import('./procs.mjs').Server & {storage: string, close: () => Promise<void>}} Registry
+ * @typedef {{method: string, path: string, status: number, bytes: number}} AccessEntry
+ * @typedef {Registry & {log: AccessEntry[]}} Upstream
+ */
+
+// Gorilla's combined log format, which Distribution writes to stdout:
+// 127.0.0.1 - - [date] "GET /v2/r/blobs/sha256:… HTTP/1.1" 200 41943552 "" "ua"
+const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) (\d+|-)/
+
+/** @param {string} dir @param {number} port @param {object} extra */
+function distributionConfig(dir, port, extra) {
+  const storage = join(dir, 'storage')
+  mkdirSync(storage)
+  return {
+    storage,
+    config: {
+      version: '0.1',
+      log: { level: 'warn', accesslog: { disabled: true } },
+      storage: {
+        filesystem: { rootdirectory: storage },
+        maintenance: { uploadpurging: { enabled: false } },
+      },
+      http: { addr: `127.0.0.1:${port}`, secret: 'stevedore-bench-http-secret' },
+      ...extra,
+    },
+  }
+}
+
+/**
+ * @param {string} label
+ * @param {(dir: string, port: number) => {storage: string, config: object, command: string, args: (path: string) => string[]}} build
+ * @param {(line: string) => void} [onStdoutLine]
+ * @returns {Promise<Registry>}
+ */
+async function start(label, build, onStdoutLine) {
+  for (let attempt = 1; ; attempt++) {
+    const dir = tempDir(label)
+    const port = await freePort()
+    const { storage, config, command, args } = build(dir, port)
+    const configPath = join(dir, 'config.yml')
+    writeFileSync(configPath, stringify(config))
+    try {
+      const server = await startServer({ name: label, command, args: args(configPath), port, cwd: dir, onStdoutLine })
+      const close = async () => {
+        await server.stop()
+        removeDir(dir)
+      }
+      return { ...server, storage, close }
+    } catch (error) {
+      removeDir(dir)
+      if (attempt >= 3 || !/address already in use/i.test(String(error))) throw error
+    }
+  }
+}
+
+/** A plain Distribution with its access log on, parsed line by line into `log`. @returns {Promise<Upstream>} */
+export async function startUpstream() {
+  /** @type {AccessEntry[]} */
+  const log = []
+  const onLine = line => {
+    const m = ACCESS_LINE.exec(line)
+    if (m) log.push({ method: m[1], path: m[2], status: Number(m[3]), bytes: m[4] === '-' ? 0 : Number(m[4]) })
+  }
+  const server = await start(
+    'upstream',
+    (dir, port) => {
+      const { storage, config } = distributionConfig(dir, port, {})
+      config.log.accesslog.disabled = false
+      return { storage, config, command: DISTRIBUTION_BIN, args: path => ['serve', path] }
+    },
+    onLine,
+  )
+  return Object.assign(server, { log })
+}
+
+/** Distribution 2.8 in proxy mode (pull-through cache), fresh storage. @param {string} remoteUrl */
+export function startDistributionProxy(remoteUrl) {
+  return start('distribution', (dir, port) => {
+    const { storage, config } = distributionConfig(dir, port, { proxy: { remoteurl: remoteUrl } })
+    return { storage, config, command: DISTRIBUTION_BIN, args: path => ['serve', path] }
+  })
+}
+
+/**
+ * A copy of bin/, dist/ and package.json (node_modules linked): others may
+ * rebuild dist/ while a run is under way, and every Stevedore of the run
+ * must be the same code. @returns {string} the snapshot's root
+ */
+export function snapshotStevedore() {
+  const root = tempDir('stevedore-build')
+  for (const part of ['bin', 'dist', 'package.json']) cpSync(join(REPO_ROOT, part), join(root, part), { recursive: true })
+  symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'))
+  return root
+}
+
+/**
+ * `node bin/stevedore serve config.yml` (node itself, so the PID is the server's), fresh storage.
+ * @param {string} remoteUrl @param {string} [build] a `snapshotStevedore()` root; default the repository
+ */
+export function startStevedore(remoteUrl, build = REPO_ROOT) {
+  return start('stevedore', (dir, port) => {
+    const storage = join(dir, 'storage')
+    mkdirSync(storage)
+    const config = {
+      version: '0.1',
+      http: { addr: `127.0.0.1:${port}` },
+      storage: { filesystem: { rootdirectory: storage } },
+      log: { level: 'warn', accesslog: { disabled: true } },
+      proxy: { remoteurl: remoteUrl, tagttl: '5m' },
+    }
+    const bin = join(build, 'bin/stevedore')
+    return { storage, config, command: process.execPath, args: path => [bin, 'serve', path] }
+  })
+}
+
+/**
+ * What the upstream served since `mark` (an index into its log): blob GETs
+ * (optionally of one digest), their bytes, and manifest requests.
+ * @param {Upstream} upstream @param {number} mark @param {string} [digest]
+ */
+export function servedSince(upstream, mark, digest) {
+  let blobGets = 0
+  let blobBytes = 0
+  let manifestRequests = 0
+  for (const entry of upstream.log.slice(mark)) {
+    if (entry.path.includes('/manifests/')) manifestRequests++
+    if (entry.method !== 'GET' || !entry.path.includes('/blobs/sha256:')) continue
+    if (digest !== undefined && !entry.path.endsWith(`/blobs/${digest}`)) continue
+    if (entry.status !== 200 && entry.status !== 206) continue
+    blobGets++
+    blobBytes += entry.bytes
+  }
+  return { blobGets, blobBytes, manifestRequests }
+}
+
+/** The calibration server of bare-server.mjs on a free port. */
+export function startBareNode() {
+  const script = fileURLToPath(new URL('./bare-server.mjs', import.meta.url))
+  return start('bare-node', (dir, port) => ({ storage: dir, config: {}, command: process.execPath, args: () => [script, String(port)] }))
+}
