@@ -2,6 +2,7 @@
  * The pull-through registry: the local registry decorated with an upstream.
  * Same interfaces as local storage, so the HTTP layer cannot tell them apart.
  */
+import { LRUCache } from 'lru-cache';
 import type { RepositoryName } from '../registry/names.js';
 import type { Registry, Repository, TagService } from '../registry/services.js';
 import { RegistryError, nameUnknown } from '../registry/errors.js';
@@ -14,9 +15,21 @@ import { ProxyReferrers } from './referrers.js';
 import { discard, readBody, upstreamError } from './upstream.js';
 
 export class ProxyRegistry implements Registry {
+  /** Repository objects hold no state of their own: reuse them rather than build five per request. */
+  private readonly repositories = new LRUCache<string, Repository>({ max: 1024 });
+
   constructor(readonly ctx: ProxyContext) {}
 
   repository(name: RepositoryName): Repository {
+    let repository = this.repositories.get(name);
+    if (repository === undefined) {
+      repository = this.build(name);
+      this.repositories.set(name, repository);
+    }
+    return repository;
+  }
+
+  private build(name: RepositoryName): Repository {
     const local = new LocalRepository(this.ctx.local.storage, name);
     const manifests = new ProxyManifests(this.ctx, name, local.manifests);
     return {

@@ -33,12 +33,27 @@ export const isManifestMediaType = (value: string): value is ManifestMediaType =
 export const isIndexMediaType = (value: string): boolean =>
   value === MediaType.OciIndex || value === MediaType.DockerManifestList;
 
+/** Clients send the same few Accept headers over and over: parse each once. */
+const parsedAccept = new Map<string, readonly string[]>();
+const MAX_PARSED_ACCEPT = 256;
+
 /** The media types named in one or more Accept header values, without parameters. */
-export function parseAccept(header: string | string[] | undefined): string[] {
+export function parseAccept(header: string | string[] | undefined): readonly string[] {
   if (header === undefined) return [];
-  const values = Array.isArray(header) ? header : [header];
+  if (typeof header === 'string') {
+    const known = parsedAccept.get(header);
+    if (known !== undefined) return known;
+    const types = Object.freeze(splitAccept([header]));
+    if (parsedAccept.size >= MAX_PARSED_ACCEPT) parsedAccept.clear();
+    parsedAccept.set(header, types);
+    return types;
+  }
+  return splitAccept(header);
+}
+
+function splitAccept(header: string[]): string[] {
   const types: string[] = [];
-  for (const value of values) {
+  for (const value of header) {
     for (const part of value.split(',')) {
       const type = part.split(';')[0]?.trim().toLowerCase();
       if (type) types.push(type);
