@@ -81,8 +81,8 @@ export class ProxyBlobs implements BlobService {
     const descriptor = await this.cached(digest);
     if (descriptor !== undefined) {
       const resolved = range === undefined ? undefined : resolveRange(range, descriptor.size);
-      const stream = await this.ctx.local.storage.blobs.reader(digest, resolved);
-      return resolved === undefined ? { descriptor, stream } : { descriptor, stream, range: resolved };
+      const body = await this.ctx.local.storage.blobs.body(digest, resolved);
+      return resolved === undefined ? { descriptor, ...body } : { descriptor, ...body, range: resolved };
     }
     const fill = await this.joinOrStart(digest);
     const filling = { digest, size: fill.size, mediaType: MediaType.OctetStream };

@@ -16,12 +16,21 @@ export interface BlobDescriptor {
   mediaType: string;
 }
 
-export interface BlobContent {
+/** Random access to stored content, for copying it out through reused buffers. */
+export interface BlobFile {
+  /** Reads up to `length` bytes at `position` into the start of `buffer`; 0 at the end. */
+  read(buffer: Buffer, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Content to send: a file the HTTP layer copies out itself (fast path), or a stream. */
+export type BlobBody = { file: BlobFile; stream?: undefined } | { stream: Readable; file?: undefined };
+
+export type BlobContent = BlobBody & {
   descriptor: BlobDescriptor;
-  stream: Readable;
   /** Present when a byte range of the blob is being served. */
   range?: ResolvedRange;
-}
+};
 
 export interface BlobService {
   /** Describes a blob visible in the repository; throws BLOB_UNKNOWN. */

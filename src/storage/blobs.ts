@@ -10,7 +10,7 @@ import { blobUnknown, digestInvalid } from '../registry/errors.js';
 import { type Digest, Digester, digestOf } from '../registry/digest.js';
 import { MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName } from '../registry/names.js';
-import type { BlobDescriptor } from '../registry/services.js';
+import type { BlobBody, BlobDescriptor } from '../registry/services.js';
 import type { ByteRange, FileWriter, StorageDriver } from './driver.js';
 import { isPathNotFound } from './driver.js';
 import { pathFor } from './paths.js';
@@ -36,6 +36,17 @@ export class BlobStore {
   async reader(digest: Digest, range?: ByteRange): Promise<Readable> {
     try {
       return await this.driver.reader(pathFor({ kind: 'blobData', digest }), range);
+    } catch (err) {
+      if (isPathNotFound(err)) throw blobUnknown(digest.value);
+      throw err;
+    }
+  }
+
+  /** The blob as a file to copy from, or as a stream where the driver has no random access. */
+  async body(digest: Digest, range?: ByteRange): Promise<BlobBody> {
+    if (this.driver.open === undefined) return { stream: await this.reader(digest, range) };
+    try {
+      return { file: await this.driver.open(pathFor({ kind: 'blobData', digest })) };
     } catch (err) {
       if (isPathNotFound(err)) throw blobUnknown(digest.value);
       throw err;

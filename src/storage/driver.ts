@@ -7,6 +7,7 @@
  * or empty components; drivers reject anything else with InvalidPathError.
  */
 import type { Readable } from 'node:stream';
+import type { BlobFile } from '../registry/services.js';
 
 export interface FileInfo {
   path: string;
@@ -53,6 +54,11 @@ export interface StorageDriver {
   putContent(path: string, content: Uint8Array | string): Promise<void>;
   /** Streams a file, or the inclusive byte range of it. Throws PathNotFoundError. */
   reader(path: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Random access to a file, when the driver has it (a local disk does; an
+   * object store would stream instead). Throws PathNotFoundError.
+   */
+  open?(path: string): Promise<BlobFile>;
   /** Opens a writer at `path`, truncating what was there. */
   writer(path: string): Promise<FileWriter>;
   /** Stat, or undefined when nothing is there. */

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
+import type { BlobFile } from '../registry/services.js';
 import {
   type ByteRange,
   checkPath,
@@ -84,6 +85,20 @@ export class FilesystemDriver implements StorageDriver {
       // the memory of 1 MiB reads per slow client (two chunks in flight each).
       highWaterMark: 512 * 1024,
     });
+  }
+
+  async open(path: string): Promise<BlobFile> {
+    let handle;
+    try {
+      handle = await open(this.full(path), 'r');
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path);
+      throw err;
+    }
+    return {
+      read: async (buffer, length, position) => (await handle.read(buffer, 0, length, position)).bytesRead,
+      close: () => handle.close(),
+    };
   }
 
   async writer(path: string): Promise<FileWriter> {

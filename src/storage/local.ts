@@ -142,9 +142,9 @@ export class LocalBlobs implements BlobService {
 
   async open(digest: Digest, range?: RangeSpec): Promise<BlobContent> {
     const descriptor = await this.stat(digest);
-    if (range === undefined) return { descriptor, stream: await this.storage.blobs.reader(digest) };
+    if (range === undefined) return { descriptor, ...(await this.storage.blobs.body(digest)) };
     const resolved = resolveRange(range, descriptor.size);
-    return { descriptor, range: resolved, stream: await this.storage.blobs.reader(digest, resolved) };
+    return { descriptor, range: resolved, ...(await this.storage.blobs.body(digest, resolved)) };
   }
 }
 

@@ -24,6 +24,8 @@ export interface FakeUpstream {
   /** Fault applied to the next blob GETs (not to Range resumes unless `faultResumes`). */
   fault: BlobFault;
   faultResumes: boolean;
+  /** When set, every manifest request is answered with this status (e.g. 429 with Retry-After). */
+  manifestOverride?: { status: number; headers: Record<string, string> };
   /** `METHOD path` of every request, in order. */
   log: string[];
   count(method: string, pathPart: string): number;
@@ -58,6 +60,11 @@ export async function startFakeUpstream(repository: string): Promise<FakeUpstrea
     }
     if (!path.startsWith(prefix)) return notFound(res, 'NAME_UNKNOWN');
     const [kind, reference = ''] = path.slice(prefix.length).split('/');
+    if (kind === 'manifests' && state.manifestOverride) {
+      res.writeHead(state.manifestOverride.status, { 'Content-Type': 'application/json', ...state.manifestOverride.headers })
+      res.end('{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}')
+      return
+    }
     if (kind === 'manifests') {
       const manifest = state.manifests.get(reference);
       if (!manifest) return notFound(res, 'MANIFEST_UNKNOWN');

@@ -1,5 +1,6 @@
 /** GET/HEAD /v2/<name>/blobs/<digest>, streamed, with single byte ranges. */
 import { pipeline } from 'node:stream/promises';
+import { sendFile } from '../sendfile.js';
 import { parseDigest } from '../../registry/digest.js';
 import type { RepositoryName } from '../../registry/names.js';
 import { parseRange } from '../../registry/range.js';
@@ -40,5 +41,9 @@ export async function getBlob(ctx: RequestContext, name: RepositoryName, rawDige
   }
   // A failure mid-stream destroys the response: the client sees a cut
   // connection, never a complete-looking body.
-  await pipeline(content.stream, ctx.res);
+  if (content.file !== undefined) {
+    await sendFile(ctx.res, content.file, content.range?.start ?? 0, content.range?.end ?? content.descriptor.size - 1);
+  } else {
+    await pipeline(content.stream, ctx.res);
+  }
 }
