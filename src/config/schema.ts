@@ -53,6 +53,9 @@ const unsupported = (path: string, kind: Kind, extra: Extra = {}): SchemaEntry =
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 const OTHER_DRIVER = 'only the filesystem storage driver is supported for now, and serving from another storage than the one configured would be wrong';
 
+const NO_CLIENT_AUTH =
+  'Stevedore does not authenticate clients yet, and would serve everyone: remove the auth section to run an open cache, or keep Distribution until client authentication lands';
+
 export const SCHEMA: readonly SchemaEntry[] = [
   supported('version', 'string'),
 
@@ -114,13 +117,12 @@ export const SCHEMA: readonly SchemaEntry[] = [
   unsupported('http.h2c', 'any'),
 
   supported('auth', 'section'),
-  unsupported('auth.htpasswd', 'section', {
-    note: 'it is parsed but not yet enforced: requests are NOT authenticated',
-  }),
+  // A registry:2 file that asks for authentication must not start a registry open to everyone.
+  unsupported('auth.htpasswd', 'section', { severity: 'error', note: NO_CLIENT_AUTH }),
   unsupported('auth.htpasswd.realm', 'string'),
   unsupported('auth.htpasswd.path', 'string'),
-  unsupported('auth.token', 'any', { note: 'requests are NOT authenticated' }),
-  unsupported('auth.silly', 'any', { note: 'requests are NOT authenticated' }),
+  unsupported('auth.token', 'any', { severity: 'error', note: NO_CLIENT_AUTH }),
+  unsupported('auth.silly', 'any', { severity: 'error', note: NO_CLIENT_AUTH }),
 
   supported('proxy', 'section'),
   supported('proxy.remoteurl', 'url', { schemes: ['http', 'https'] }),

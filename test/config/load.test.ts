@@ -166,7 +166,6 @@ proxy:
   tlsverify: false
 metadata: {store: redis, url: "redis://:secret@cache:6379/2", namespace: mirror}
 cache: {manifests: {maxentries: 5}, descriptors: {maxentries: 6}}
-auth: {htpasswd: {realm: basic, path: /htpasswd}}
 `);
   t.same(config.log, { level: 'debug', formatter: 'text', accesslog: false });
   t.same(config.http, {
@@ -194,12 +193,19 @@ auth: {htpasswd: {realm: basic, path: /htpasswd}}
   });
   t.same(config.metadata, { store: 'redis', url: 'redis://:secret@cache:6379/2', namespace: 'mirror' });
   t.same(config.cache, { manifests: { maxEntries: 5 }, descriptors: { maxEntries: 6 } });
-  t.same(config.auth, { htpasswd: { realm: 'basic', path: '/htpasswd' } });
+  t.equal(config.auth, undefined);
   t.same(
     notices.map((n) => n.path),
-    ['auth.htpasswd', 'proxy.tlsverify'],
+    ['proxy.tlsverify'],
   );
-  t.match(notices[0]?.message, /not yet enforced: requests are NOT authenticated/);
+});
+
+t.test('a file that asks for client authentication does not start an open registry', async (t) => {
+  for (const auth of ['{htpasswd: {realm: basic, path: /htpasswd}}', '{token: {realm: r}}', '{silly: {realm: r}}']) {
+    const notices = failure(t, `${MINIMAL}auth: ${auth}\n`);
+    const notice = notices.find((n) => n.level === 'error' && n.path.startsWith('auth.'));
+    t.match(notice?.message, /does not authenticate clients yet/, auth);
+  }
 });
 
 t.test('unknown keys are reported with their path', async (t) => {
@@ -225,13 +231,12 @@ middleware: {registry: [{name: x}]}
 reporting: {bugsnag: {apikey: k}}
 log: {hooks: [{type: mail}]}
 http: {secret: s3cr3t, debug: {addr: :5001}, http2: {disabled: true}, relativeurls: true, draintimeout: 60s}
-auth: {token: {realm: r}}
 `);
   t.same(
     notices.map((n) => n.path),
     [
       'notifications', 'redis', 'validation', 'compatibility', 'middleware', 'reporting', 'log.hooks',
-      'http.secret', 'http.debug', 'http.http2', 'http.relativeurls', 'http.draintimeout', 'auth.token',
+      'http.secret', 'http.debug', 'http.http2', 'http.relativeurls', 'http.draintimeout',
     ],
   );
   for (const n of notices) t.equal(n.level, 'warn', n.path);
@@ -280,6 +285,7 @@ auth: {htpasswd: {realm: r}}
   t.same(
     errors.map((n) => n.path).sort(),
     [
+      'auth.htpasswd',
       'auth.htpasswd.path',
       'cache.descriptors.maxentries',
       'cache.manifests.maxentries',
@@ -320,7 +326,7 @@ t.test('more rules', async (t) => {
   t.same(errorPaths(failure(t, `${MINIMAL}proxy: {remoteurl: "https://u:pw@r.example"}\n`)), ['proxy.remoteurl']);
   t.same(errorPaths(failure(t, `${MINIMAL}metadata: {store: redis, url: "postgres://db"}\n`)), ['metadata.url']);
   t.same(errorPaths(failure(t, `${MINIMAL}metadata: {store: postgres}\n`)), ['metadata.url']);
-  t.same(errorPaths(failure(t, `${MINIMAL}auth: {htpasswd: {realm: r, path: p}, silly: {}}\n`)), ['auth']);
+  t.same(errorPaths(failure(t, `${MINIMAL}auth: {htpasswd: {realm: r, path: p}, silly: {}}\n`)), ['auth.htpasswd', 'auth.silly', 'auth']);
   t.same(errorPaths(failure(t, `${MINIMAL}proxy: [1]\n`)), ['proxy']);
   t.same(errorPaths(failure(t, '- a list\n')), ['', 'storage', 'version']);
   t.same(errorPaths(failure(t, 'version: 0.1\nversion: 0.1\n')), ['']);
