@@ -18,6 +18,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { abHead, cpuSeconds, curlMBps, drain, herd, peakRss, skopeoPull, statusMiB } from './lib/clients.mjs'
 import { MANIFEST_ACCEPT, pushImage } from './lib/image.mjs'
 import { cleanupNow, run } from './lib/procs.mjs'
+import { nginxAvailable, startNginx } from './lib/nginx.mjs'
 import { REPO_ROOT, servedSince, snapshotStevedore, startBareNode, startDistributionProxy, startStevedore, startUpstream } from './lib/registries.mjs'
 import { TARGETS, checks, markdown, median, rows, writeResults } from './lib/report.mjs'
 
@@ -190,7 +191,19 @@ async function main() {
   const samples = Object.fromEntries(TARGETS.map(t => [t, {}]))
   const raw = []
   const bareHead = []
+  const nginxMBps = []
+  const withNginx = await nginxAvailable()
+  if (!withNginx) log('nginx not found: the static-file calibration is skipped (apt-get install nginx-light)')
   for (let runIndex = 0; runIndex < p.runs; runIndex++) {
+    if (withNginx) {
+      const nginx = await startNginx(p.blobMiB * MIB)
+      try {
+        for (let i = 0; i < p.blobGets; i++) nginxMBps.push(await curlMBps(nginx.fileUrl, p.blobMiB * MIB))
+      } finally {
+        await nginx.stop()
+      }
+      log(`run ${runIndex + 1}/${p.runs}: nginx static file ${nginxMBps.slice(-p.blobGets).map(v => v.toFixed(0)).join(', ')} MB/s`)
+    }
     const bare = await startBareNode()
     try {
       bareHead.push((await abHead(`${bare.url}/v2/calibration/manifests/latest`, p.abSeconds)).rps)
@@ -217,9 +230,9 @@ async function main() {
 
   const params = { ...p, imageMiB }
   const rowList = rows(params)
-  const results = checks(samples, params)
+  const results = checks(samples, params, nginxMBps)
   const meta = { date: new Date().toISOString(), command, runs: p.runs, machine: { ...host, loadAverageAtEnd: loadavg().map(v => Number(v.toFixed(2))) }, checks: results,
-    calibration: `${Math.round(median(bareHead)).toLocaleString('en-US')} req/s (runs: ${bareHead.map(v => Math.round(v)).join(', ')})`, bareHead }
+    calibration: `${Math.round(median(bareHead)).toLocaleString('en-US')} req/s (runs: ${bareHead.map(v => Math.round(v)).join(', ')})`, bareHead, nginxMBps }
   const md = markdown(rowList, samples, meta)
   const medians = Object.fromEntries(TARGETS.map(t => [t, Object.fromEntries(rowList.map(r => [r.key, median(samples[t][r.key] ?? [])]))]))
   const record = { ...meta, params, image: { ...image, extra }, rows: rowList, medians, samples, raw }

@@ -70,7 +70,7 @@ function ratio(row, s) {
 }
 
 /** Pass/fail against the targets in FIELD-NOTES.md, over every run (not only the median). */
-export function checks(s, p) {
+export function checks(s, p, nginxMBps = []) {
   const all = key => s.stevedore?.[key] ?? []
   const max = key => Math.max(...all(key))
   const dist = key => median(s.distribution?.[key] ?? [])
@@ -87,6 +87,9 @@ export function checks(s, p) {
     ['warm blob GET within 15 % of Distribution proxy', median(all('blobMBps')) >= dist('blobMBps') * 0.85],
     ['peak RSS under Distribution proxy', median(all('peakRss')) <= dist('peakRss')],
   ]
+  if (nginxMBps.length > 0) {
+    list.push(['warm blob GET ≥ 90 % of nginx serving the same size of file (sendfile), same curl', median(all('blobMBps')) >= median(nginxMBps) * 0.9])
+  }
   return list.map(([what, ok]) => ({ what, ok: Boolean(ok) }))
 }
 
@@ -111,7 +114,11 @@ export function markdown(rowList, s, meta) {
     `Calibration in the same run: a bare node:http server answering HEAD from memory, same ab: ${meta.calibration} ` +
       `(FIELD-NOTES: ~56,700 req/s on a quiet machine); Stevedore's warm HEAD by digest is ` +
       `${((100 * median(s.stevedore?.headDigest ?? [])) / median(meta.bareHead)).toFixed(0)} % of it, by tag ` +
-      `${((100 * median(s.stevedore?.headTag ?? [])) / median(meta.bareHead)).toFixed(0)} %.`,
+      `${((100 * median(s.stevedore?.headTag ?? [])) / median(meta.bareHead)).toFixed(0)} %. ` +
+      (meta.nginxMBps?.length
+        ? `nginx-light serving a file of the warm blob's size with sendfile, same curl: ${Math.round(median(meta.nginxMBps)).toLocaleString('en-US')} MB/s; ` +
+          `Stevedore's warm blob GET is ${((100 * median(s.stevedore?.blobMBps ?? [])) / median(meta.nginxMBps)).toFixed(0)} % of it.`
+        : 'nginx was not installed: no static-file calibration.'),
     '',
     ...lines,
     '',
