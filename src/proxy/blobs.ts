@@ -86,9 +86,10 @@ export class ProxyBlobs implements BlobService {
     }
     const fill = await this.joinOrStart(digest);
     const filling = { digest, size: fill.size, mediaType: MediaType.OctetStream };
-    if (range === undefined) return { descriptor: filling, stream: fill.follow() };
-    const resolved = resolveRange(range, fill.size);
-    return { descriptor: filling, range: resolved, stream: fill.follow(resolved) };
+    const resolved = range === undefined ? undefined : resolveRange(range, fill.size);
+    const file = await fill.openFile();
+    const body = file === undefined ? { stream: fill.follow(resolved) } : { file };
+    return resolved === undefined ? { descriptor: filling, ...body } : { descriptor: filling, range: resolved, ...body };
   }
 
   private async joinOrStart(digest: Digest): Promise<BlobFill> {

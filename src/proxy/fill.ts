@@ -19,9 +19,10 @@ import { blobUnknown, RegistryError } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
 import type { RepositoryName } from '../registry/names.js';
 import type { ResolvedRange } from '../registry/range.js';
-import type { BlobDescriptor } from '../registry/services.js';
+import type { BlobDescriptor, BlobFile } from '../registry/services.js';
 import type { BlobIngest, BlobStore } from '../storage/blobs.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
+import { pathFor } from '../storage/paths.js';
 import { discard, type Upstream, type UpstreamResponse, upstreamError } from './upstream.js';
 
 /** filling → verified (digest checked, not yet durable) → committed (in place), or → failed. */
@@ -148,6 +149,33 @@ export class BlobFill extends EventEmitter {
     if (this.state === 'committed') return this.size;
     if (this.state === 'verified') return this.ingest.flushed;
     return Math.min(this.ingest.flushed, this.size - 1);
+  }
+
+  /**
+   * Random access that follows the fill, for drivers with random access: one
+   * open file for the whole response (on a local disk the descriptor survives
+   * the commit's rename), read through the HTTP layer's reused buffers.
+   * Undefined when the driver can only stream: use follow() then.
+   */
+  async openFile(): Promise<BlobFile | undefined> {
+    const open = this.driver.open?.bind(this.driver);
+    if (open === undefined) return undefined;
+    let handle: BlobFile;
+    try {
+      handle = await open(this.ingest.spoolPath);
+    } catch (err) {
+      if (!isPathNotFound(err)) throw err;
+      await this.done; // moved into place already (or failed: this throws)
+      handle = await open(pathFor({ kind: 'blobData', digest: this.digest }));
+    }
+    return {
+      read: async (buffer, length, position) => {
+        await this.waitFor(position, position + length - 1);
+        const available = this.servable() - position;
+        return available <= 0 ? 0 : handle.read(buffer, Math.min(length, available), position);
+      },
+      close: () => handle.close(),
+    };
   }
 
   /** A stream of the blob (or a range of it) that follows the fill. */
