@@ -12,6 +12,7 @@ import { ProxyContext } from './proxy/context.js';
 import { FillRegistry } from './proxy/fill.js';
 import { ProxyRegistry } from './proxy/registry.js';
 import type { Registry } from './registry/services.js';
+import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { LocalRegistry } from './storage/local.js';
 import { UpstreamClient } from './upstream/client.js';
@@ -32,6 +33,7 @@ export interface App {
 
 export interface BuiltRegistry {
   registry: Registry;
+  driver: StorageDriver;
   /** Present when `proxy.ttl` is not 0. */
   sweeper?: ExpirySweeper;
   close(): Promise<void>;
@@ -48,7 +50,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
   const local = new LocalRegistry(driver);
   const upstreamConfig = config.proxy;
-  if (upstreamConfig === undefined) return { registry: local, close: async () => undefined };
+  if (upstreamConfig === undefined) return { registry: local, driver, close: async () => undefined };
 
   const metadata = new MetadataStore({
     store: await openMetadataBackend(config.metadata),
@@ -89,6 +91,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   }
   return {
     registry: new ProxyRegistry(ctx),
+    driver,
     ...(sweeper === undefined ? {} : { sweeper }),
     async close() {
       await sweeper?.stop();
@@ -125,7 +128,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
   const purging = config.storage.maintenance.uploadpurging;
   const stopPurging = purging.enabled
     ? schedulePurging(
-        new FilesystemDriver(config.storage.filesystem.rootdirectory),
+        built.driver,
         { ageMs: purging.ageMs, dryRun: purging.dryrun, intervalMs: purging.intervalMs },
         log.child({ task: 'uploadpurging' }),
       )

@@ -185,6 +185,7 @@ export class ExpirySweeper {
           report.blobsDeleted += 1;
           report.bytesFreed += info.size;
           await this.remove(pathFor({ kind: 'blobDir', digest }));
+          if (!this.options.dryRun) await this.metadata.forget(digest.value);
         }
       }
     }

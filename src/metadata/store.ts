@@ -57,6 +57,11 @@ export class MetadataStore {
     await this.keyv.set(`access:${digest}`, this.now());
   }
 
+  /** Drops the access record of content that is gone, so records do not outlive what they describe. */
+  async forget(digest: string): Promise<void> {
+    await this.keyv.delete(`access:${digest}`);
+  }
+
   async lastAccess(digest: string): Promise<number | undefined> {
     return (await this.keyv.get<number>(`access:${digest}`)) ?? undefined;
   }

@@ -68,28 +68,32 @@ export class ProxyBlobs implements BlobService {
     return size;
   }
 
+  // Only content that is stored (or being stored) is touched: a probe for an
+  // unknown digest must not leave an access record behind.
   async stat(digest: Digest): Promise<BlobDescriptor> {
-    this.ctx.touch(digest.value);
     const descriptor = await this.cached(digest);
-    if (descriptor !== undefined) return descriptor;
+    if (descriptor !== undefined) {
+      this.ctx.touch(digest.value);
+      return descriptor;
+    }
     // A HEAD does not fill: it only tells whether the upstream has the blob.
     return { digest, size: await this.confirm(digest), mediaType: MediaType.OctetStream };
   }
 
   async open(digest: Digest, range?: RangeSpec): Promise<BlobContent> {
-    this.ctx.touch(digest.value);
     const descriptor = await this.cached(digest);
     if (descriptor !== undefined) {
+      this.ctx.touch(digest.value);
       const resolved = range === undefined ? undefined : resolveRange(range, descriptor.size);
       const body = await this.ctx.local.storage.blobs.body(digest, resolved);
       return resolved === undefined ? { descriptor, ...body } : { descriptor, ...body, range: resolved };
     }
     const fill = await this.joinOrStart(digest);
+    this.ctx.touch(digest.value);
     const filling = { digest, size: fill.size, mediaType: MediaType.OctetStream };
     const resolved = range === undefined ? undefined : resolveRange(range, fill.size);
     const file = await fill.openFile();
-    const body = file === undefined ? { stream: fill.follow(resolved) } : { file };
-    return resolved === undefined ? { descriptor: filling, ...body } : { descriptor: filling, range: resolved, ...body };
+    return resolved === undefined ? { descriptor: filling, file } : { descriptor: filling, range: resolved, file };
   }
 
   private async joinOrStart(digest: Digest): Promise<BlobFill> {

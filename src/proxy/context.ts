@@ -2,6 +2,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { MetadataStore } from '../metadata/store.js';
+import type { Digest } from '../registry/digest.js';
 import type { LocalRegistry } from '../storage/local.js';
 import type { FillRegistry } from './fill.js';
 import type { UpstreamReferrers } from './referrers.js';
@@ -16,7 +17,7 @@ export interface ProxyPolicy {
 
 /** A manifest known to be linked in a repository, kept in memory so a warm HEAD touches no disk. */
 export interface HotManifest {
-  digest: string;
+  digest: Digest;
   mediaType: string;
   payload: Buffer;
 }

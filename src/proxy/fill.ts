@@ -13,12 +13,10 @@
  * fails, every follower is cut short.
  */
 import { EventEmitter } from 'node:events';
-import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { blobUnknown, RegistryError } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
 import type { RepositoryName } from '../registry/names.js';
-import type { ResolvedRange } from '../registry/range.js';
 import type { BlobDescriptor, BlobFile } from '../registry/services.js';
 import type { BlobIngest, BlobStore } from '../storage/blobs.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
@@ -28,8 +26,6 @@ import { discard, type Upstream, type UpstreamResponse, upstreamError } from './
 /** filling → verified (digest checked, not yet durable) → committed (in place), or → failed. */
 export type FillState = 'filling' | 'verified' | 'committed' | 'failed';
 
-/** A follower reads when at least this much is waiting (or the end is), so it does not reopen the spool per chunk. */
-const READ_WINDOW = 1024 * 1024;
 
 export interface FillOptions {
   maxResumes: number;
@@ -51,7 +47,6 @@ export class BlobFill extends EventEmitter {
     readonly size: number,
     private readonly ingest: BlobIngest,
     private readonly driver: StorageDriver,
-    private readonly blobs: BlobStore,
   ) {
     super();
     this.setMaxListeners(0);
@@ -134,9 +129,8 @@ export class BlobFill extends EventEmitter {
     return new Promise<void>((resolve) => this.once('progress', resolve));
   }
 
-  /** Waits until a window from `position` (up to `end`) is servable, or the fill ends. */
-  private async waitFor(position: number, end: number): Promise<void> {
-    const target = Math.min(position + READ_WINDOW, end + 1);
+  /** Waits until the bytes before `target` are servable, or the fill ends. */
+  private async waitFor(target: number): Promise<void> {
     while ((this.state === 'filling' || this.state === 'verified') && this.servable() < target) await this.nextProgress();
     if (this.state === 'failed') throw this.error;
   }
@@ -152,14 +146,12 @@ export class BlobFill extends EventEmitter {
   }
 
   /**
-   * Random access that follows the fill, for drivers with random access: one
-   * open file for the whole response (on a local disk the descriptor survives
-   * the commit's rename), read through the HTTP layer's reused buffers.
-   * Undefined when the driver can only stream: use follow() then.
+   * Random access that follows the fill: one open file for the whole response
+   * (on a local disk the descriptor survives the commit's rename), read
+   * through the HTTP layer's reused buffers. A read waits for its bytes.
    */
-  async openFile(): Promise<BlobFile | undefined> {
-    const open = this.driver.open?.bind(this.driver);
-    if (open === undefined) return undefined;
+  async openFile(): Promise<BlobFile> {
+    const open = spoolOpener(this.driver);
     let handle: BlobFile;
     try {
       handle = await open(this.ingest.spoolPath);
@@ -170,46 +162,23 @@ export class BlobFill extends EventEmitter {
     }
     return {
       read: async (buffer, length, position) => {
-        await this.waitFor(position, position + length - 1);
+        await this.waitFor(Math.min(position + length, this.size));
         const available = this.servable() - position;
         return available <= 0 ? 0 : handle.read(buffer, Math.min(length, available), position);
       },
       close: () => handle.close(),
     };
   }
+}
 
-  /** A stream of the blob (or a range of it) that follows the fill. */
-  follow(range?: ResolvedRange): Readable {
-    return Readable.from(this.chunks(range?.start ?? 0, range?.end ?? this.size - 1), { objectMode: false });
-  }
-
-  private async *chunks(start: number, end: number): AsyncGenerator<Buffer> {
-    let position = start;
-    while (position <= end) {
-      await this.waitFor(position, end);
-      const last = Math.min(this.servable() - 1, end);
-      let stream: Readable;
-      try {
-        stream =
-          this.state === 'committed'
-            ? await this.blobs.reader(this.digest, { start: position, end: last })
-            : await this.driver.reader(this.ingest.spoolPath, { start: position, end: last });
-      } catch (err) {
-        // The spool moved into place between our check and the open: read from the blob once committed.
-        if (isPathNotFound(err) || (err as RegistryError).code === 'BLOB_UNKNOWN') {
-          if (this.state === 'filling' || this.state === 'verified') await this.nextProgress();
-          else if (this.state === 'failed') throw this.error;
-          continue;
-        }
-        throw err;
-      }
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        position += chunk.byteLength;
-        yield chunk;
-      }
-    }
-    if (this.state === 'failed') throw this.error;
-  }
+/**
+ * Followers read the spool while it is written, which needs random access
+ * (a local disk). A driver without it (an object store) will need a local
+ * spool in front of it; until one exists, such a driver cannot fill.
+ */
+function spoolOpener(driver: StorageDriver): (path: string) => Promise<BlobFile> {
+  if (driver.open === undefined) throw new Error(`storage driver ${driver.name} has no random access: blob fills need a local spool`);
+  return driver.open.bind(driver);
 }
 
 /** The fills under way in this process, one per digest. */
@@ -222,7 +191,9 @@ export class FillRegistry {
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly options: FillOptions,
-  ) {}
+  ) {
+    spoolOpener(driver); // refuse at startup, not on the first miss
+  }
 
   get active(): number {
     return this.fills.size;
@@ -270,7 +241,7 @@ export class FillRegistry {
       throw new RegistryError('UPSTREAM_ERROR', `upstream ${upstream.name} sent blob ${digest.value} without a Content-Length`);
     }
     const ingest = await this.blobs.begin(repository, digest);
-    const fill = new BlobFill(repository, digest, size, ingest, this.driver, this.blobs);
+    const fill = new BlobFill(repository, digest, size, ingest, this.driver);
     this.options.log.info({ repository, digest: digest.value, size, upstream: upstream.name }, 'blob fill started');
     const started = Date.now();
     void fill.run(response, upstream, this.options, onCommit, signal).then(() => {

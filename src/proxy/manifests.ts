@@ -38,10 +38,17 @@ export class ProxyManifests implements ManifestService {
   }
 
   /** The manifest linked here under `digest`, from memory or storage; undefined when not stored. */
-  private async stored(digest: Digest): Promise<HotManifest | undefined> {
-    const key = `${this.name}@${digest.value}`;
-    const hot = this.ctx.hotManifests.get(key);
+  private async stored(digest: Digest | string): Promise<HotManifest | undefined> {
+    const value = typeof digest === 'string' ? digest : digest.value;
+    const hot = this.ctx.hotManifests.get(`${this.name}@${value}`);
     if (hot !== undefined) return hot;
+    // Parsed only on a miss: the warm path never runs the digest grammar.
+    return typeof digest === 'string' ? this.load(tryParseDigest(digest)) : this.load(digest);
+  }
+
+  private async load(digest: Digest | undefined): Promise<HotManifest | undefined> {
+    if (digest === undefined) return undefined;
+    const key = `${this.name}@${digest.value}`;
     if ((await this.local.resolve({ kind: 'digest', digest, value: digest.value })) === undefined) return undefined;
     let read;
     try {
@@ -52,15 +59,15 @@ export class ProxyManifests implements ManifestService {
       throw err;
     }
     const { mediaType, payload } = read;
-    const entry = { digest: digest.value, mediaType, payload };
+    const entry = { digest, mediaType, payload };
     this.ctx.hotManifests.set(key, entry);
     return entry;
   }
 
   private serve(entry: HotManifest, reference: Reference, request: ManifestRequest, warnings?: string[]): ManifestContent {
     checkAcceptable(this.name, reference, entry.mediaType, request.accept);
-    const digest = tryParseDigest(entry.digest) as Digest;
-    return warnings ? { digest, mediaType: entry.mediaType, payload: entry.payload, warnings } : { digest, mediaType: entry.mediaType, payload: entry.payload };
+    const { digest, mediaType, payload } = entry;
+    return warnings ? { digest, mediaType, payload, warnings } : { digest, mediaType, payload };
   }
 
   private async byDigest(digest: Digest, request: ManifestRequest): Promise<ManifestContent> {
@@ -68,9 +75,9 @@ export class ProxyManifests implements ManifestService {
     const cached = await this.stored(digest);
     if (cached !== undefined) return this.serve(cached, reference, request);
     const fetched = await this.fetch(digest.value, request);
-    if (fetched.digest !== digest.value) {
+    if (fetched.digest.value !== digest.value) {
       throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.ctx.upstream.name} sent a manifest that does not match its digest`, {
-        detail: { expected: digest.value, actual: fetched.digest },
+        detail: { expected: digest.value, actual: fetched.digest.value },
       });
     }
     return this.serve(fetched, reference, request);
@@ -81,7 +88,7 @@ export class ProxyManifests implements ManifestService {
     const { ctx } = this;
     const key = `${this.name}:${tag}`;
     const known = ctx.hotTags.get(key) ?? (await this.knownTag(tag));
-    const cached = known === undefined ? undefined : await this.stored(tryParseDigest(known.digest) as Digest);
+    const cached = known === undefined ? undefined : await this.stored(known.digest);
     if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.policy.tagTtlMs && accepts(request.accept, cached.mediaType)) {
       return this.serve(cached, reference, request);
     }
@@ -111,18 +118,18 @@ export class ProxyManifests implements ManifestService {
     discard(head);
     if (head.status !== 200) throw this.failure(head, tag);
     const announced = tryParseDigest(head.headers['docker-content-digest'] ?? '');
-    let entry = announced === undefined ? undefined : cached?.digest === announced.value ? cached : await this.stored(announced);
+    let entry = announced === undefined ? undefined : cached?.digest.value === announced.value ? cached : await this.stored(announced);
     // Schema1 signatures differ from fetch to fetch: a GET collects the upstream's current ones.
     if (entry === undefined || entry.mediaType === MediaType.DockerSchema1Signed) entry = await this.fetch(tag, request);
     await this.recordTag(tag, entry.digest);
     return entry;
   }
 
-  private async recordTag(tag: Tag, digest: string): Promise<void> {
+  private async recordTag(tag: Tag, digest: Digest): Promise<void> {
     const { ctx } = this;
     const current = await ctx.local.storage.tags.resolve(this.name, tag);
-    if (current?.value !== digest) await ctx.local.storage.tags.tag(this.name, tag, tryParseDigest(digest) as Digest);
-    const state = await ctx.metadata.setTag(ctx.upstream.name, this.name, tag, digest);
+    if (current?.value !== digest.value) await ctx.local.storage.tags.tag(this.name, tag, digest);
+    const state = await ctx.metadata.setTag(ctx.upstream.name, this.name, tag, digest.value);
     ctx.hotTags.set(`${this.name}:${tag}`, state);
   }
 
@@ -162,7 +169,7 @@ export class ProxyManifests implements ManifestService {
     }
     await ctx.local.storage.blobs.put(payload);
     await ctx.local.storage.revisions.link(this.name, digest);
-    const entry = { digest: digest.value, mediaType, payload };
+    const entry = { digest, mediaType, payload };
     ctx.hotManifests.set(`${this.name}@${digest.value}`, entry);
     ctx.log.info({ repository: this.name, reference, digest: digest.value, mediaType, upstream: ctx.upstream.name }, 'manifest cached');
     return entry;
@@ -178,7 +185,7 @@ export class ProxyManifests implements ManifestService {
       });
     }
     const { mediaType, payload } = await ctx.local.storage.servableManifest(this.name, digest);
-    const entry = { digest: digest.value, mediaType, payload };
+    const entry = { digest, mediaType, payload };
     ctx.hotManifests.set(`${this.name}@${digest.value}`, entry);
     ctx.log.info({ repository: this.name, reference, digest: digest.value, signaturesAdded: added, upstream: ctx.upstream.name }, 'schema1 manifest cached');
     return entry;

@@ -25,7 +25,7 @@ import { BlobStore } from './blobs.js';
 import { listRepositories } from './catalog.js';
 import type { StorageDriver } from './driver.js';
 import { LinkStore } from './links.js';
-import { LocalReferrers } from './referrers.js';
+import { LocalReferrers, type SubjectInfo } from './referrers.js';
 import { Schema1Store } from './schema1.js';
 import { SignatureStore } from './signatures.js';
 import { TagStore } from './tags.js';
@@ -49,6 +49,8 @@ export class LocalStorage {
   readonly schema1: Schema1Store;
   /** Manifest payloads by digest. */
   readonly manifestCache: LRUCache<string, CachedManifest>;
+  /** What each manifest refers to (its subject), by digest: content-addressed, never stale. */
+  readonly subjects = new LRUCache<string, SubjectInfo>({ max: 100_000 });
 
   constructor(
     readonly driver: StorageDriver,
@@ -71,8 +73,8 @@ export class LocalStorage {
    */
   async servableManifest(name: RepositoryName, digest: Digest): Promise<CachedManifest> {
     const stored = await this.readManifest(digest);
-    if (stored.mediaType !== MediaType.DockerSchema1 && stored.mediaType !== MediaType.DockerSchema1Signed) return stored;
-    if (stored.mediaType === MediaType.DockerSchema1Signed) return stored; // a signed document stored whole by someone else
+    // Only a bare schema1 payload needs its signatures; a signed document stored whole is served as is.
+    if (stored.mediaType !== MediaType.DockerSchema1) return stored;
     return { mediaType: MediaType.DockerSchema1Signed, payload: await this.schema1.assemble(name, digest, stored.payload) };
   }
 

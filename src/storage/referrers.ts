@@ -2,9 +2,8 @@
  * Referrers known locally: the manifests linked in a repository whose
  * `subject` is the digest asked about. Found by scanning the repository's
  * revisions; what each revision refers to is content-addressed, so it is
- * parsed once and remembered.
+ * parsed once and remembered (LocalStorage.subjects).
  */
-import { LRUCache } from 'lru-cache';
 import type { Digest } from '../registry/digest.js';
 import { parseManifest } from '../registry/manifest.js';
 import type { RepositoryName } from '../registry/names.js';
@@ -14,21 +13,14 @@ import { linkedDigests } from './links.js';
 import type { LocalStorage } from './local.js';
 import { pathFor } from './paths.js';
 
-interface SubjectInfo {
+/** What a stored manifest refers to, for the referrers answer. */
+export interface SubjectInfo {
   subject?: string;
   descriptor: ReferrerDescriptor;
 }
 
-/** digest → what the manifest refers to; shared by every repository of one storage. */
-const subjects = new WeakMap<LocalStorage, LRUCache<string, SubjectInfo>>();
-
 async function subjectOf(storage: LocalStorage, digest: Digest): Promise<SubjectInfo | undefined> {
-  let cache = subjects.get(storage);
-  if (cache === undefined) {
-    cache = new LRUCache({ max: 100_000 });
-    subjects.set(storage, cache);
-  }
-  const known = cache.get(digest.value);
+  const known = storage.subjects.get(digest.value);
   if (known !== undefined) return known;
   let info: SubjectInfo;
   try {
@@ -39,7 +31,7 @@ async function subjectOf(storage: LocalStorage, digest: Digest): Promise<Subject
   } catch {
     return undefined; // a revision whose payload is missing or unreadable refers to nothing
   }
-  cache.set(digest.value, info);
+  storage.subjects.set(digest.value, info);
   return info;
 }
 
