@@ -2,21 +2,13 @@
 // unreachable upstreams and the circuit breaker, timeouts, aborts.
 import t from 'tap';
 import { RegistryError } from '../../src/registry/errors.js';
-import { makeClient, send, startFake, text } from './fixtures/fakes.js';
+import { failure, makeClient, send, startFake, text } from './fixtures/fakes.js';
 
 const PASSWORD = 'pa55-w0rd!';
 const BASIC = `Basic ${Buffer.from(`alice:${PASSWORD}`).toString('base64')}`;
 const DIGEST = `sha256:${'b'.repeat(64)}`;
 const BLOB = 'blob-bytes-0123456789';
 
-const failure = async (promise: Promise<unknown>): Promise<RegistryError> => {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof RegistryError)) throw new Error(`expected a RegistryError, got ${String(err)}`);
-  return err;
-};
 
 t.test('(d) blob redirects: followed, without the registry Authorization on another host', async (t) => {
   const cdn = await startFake(t, (req, res) => {

@@ -4,7 +4,7 @@ import t from 'tap';
 import { Agent } from 'undici';
 import { RegistryError } from '../../src/registry/errors.js';
 import { parseTokenResponse, REFUSAL_MEMORY_MS, TokenCache, type TokenCacheOptions } from '../../src/upstream/tokens.js';
-import { captureLogger, send, startFake, type Teardown } from './fixtures/fakes.js';
+import { captureLogger, failure, send, startFake, type Teardown } from './fixtures/fakes.js';
 
 const PASSWORD = 's3cret-Pa55';
 const BASIC = `Basic ${Buffer.from(`alice:${PASSWORD}`).toString('base64')}`;
@@ -55,14 +55,6 @@ async function setup(t: Teardown, answer: Answer, options: Partial<TokenCacheOpt
   };
 }
 
-const failure = async (promise: Promise<unknown>): Promise<RegistryError> => {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof RegistryError)) throw new Error(`expected a RegistryError, got ${String(err)}`);
-  return err;
-};
 
 const ok = (token: string, extra: Record<string, unknown> = {}): { status: number; body: string } => ({
   status: 200,
