@@ -18,7 +18,7 @@ import { LocalRegistry } from './storage/local.js';
 import { UpstreamClient } from './upstream/client.js';
 import { openMetadataBackend } from './metadata/backend.js';
 import { ExpirySweeper } from './lifecycle/expiry.js';
-import { schedulePurging } from './lifecycle/uploads.js';
+import { recoverInterrupted, schedulePurging } from './lifecycle/uploads.js';
 
 /** Sweeps for expired content every tenth of the ttl, at least every hour and at most every minute. */
 export const sweepInterval = (ttlMs: number): number => Math.min(Math.max(ttlMs / 10, 60_000), 3_600_000);
@@ -48,13 +48,14 @@ export interface AppOptions {
 
 export async function buildRegistry(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<BuiltRegistry> {
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  const local = new LocalRegistry(driver);
+  const local = new LocalRegistry(driver, { manifestCacheBytes: config.cache.manifests.maxSize, platform: config.defaultPlatform });
   const upstreamConfig = config.proxy;
   if (upstreamConfig === undefined) return { registry: local, driver, close: async () => undefined };
 
   const metadata = new MetadataStore({
     store: await openMetadataBackend(config.metadata),
     namespace: config.metadata.namespace,
+    log,
     ...(options.now === undefined ? {} : { now: options.now }),
   });
   const upstream = new UpstreamClient({
@@ -66,10 +67,16 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     timeouts: upstreamConfig.timeouts,
     ...(upstreamConfig.caBundle === undefined ? {} : { caBundle: upstreamConfig.caBundle }),
     tlsVerify: upstreamConfig.tlsVerify,
+    breaker: { maxFails: upstreamConfig.breaker.maxFails, failTimeoutMs: upstreamConfig.breaker.probeIntervalMs },
     logger: log,
     ...(options.now === undefined ? {} : { now: options.now }),
   });
-  const fills = new FillRegistry(driver, local.storage.blobs, { maxResumes: 3, log });
+  const fills = new FillRegistry(driver, local.storage.blobs, {
+    maxResumes: 3,
+    resumeBudgetMs: upstreamConfig.timeouts.resumeMs,
+    followerWaitMs: upstreamConfig.timeouts.fillWaitMs,
+    log,
+  });
   const ctx = new ProxyContext(
     local,
     upstream,
@@ -77,7 +84,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     fills,
     { tagTtlMs: upstreamConfig.tagTtlMs, blobConfirmTtlMs: Math.max(upstreamConfig.tagTtlMs, 60_000) },
     log,
-    { manifests: config.cache.manifests.maxEntries, descriptors: config.cache.descriptors.maxEntries },
+    { manifests: config.cache.manifests.maxEntries, manifestBytes: config.cache.manifests.maxSize, descriptors: config.cache.descriptors.maxEntries },
   );
   let sweeper: ExpirySweeper | undefined;
   if (upstreamConfig.ttlMs > 0) {
@@ -125,6 +132,10 @@ async function drainServer(server: Server): Promise<void> {
 
 export async function startApp(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<App> {
   const built = await buildRegistry(config, log, options);
+  // In the background: the walk may take a while on a large tree, and nothing it removes is in use.
+  const recovery = recoverInterrupted(built.driver, log.child({ task: 'recovery' })).catch((err: unknown) => {
+    log.error({ err }, 'removing what an interrupted run left behind failed');
+  });
   const purging = config.storage.maintenance.uploadpurging;
   const stopPurging = purging.enabled
     ? schedulePurging(
@@ -154,6 +165,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     address: server.address() as AddressInfo,
     async close() {
       stopPurging();
+      await recovery;
       await drainServer(server);
       await built.close();
     },

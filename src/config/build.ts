@@ -5,6 +5,8 @@
  */
 import type { NoticeLog } from './errors.js';
 import type { Checked, Value } from './validate.js';
+import { parsePlatform } from '../registry/negotiate.js';
+import type { Platform } from '../registry/manifest.js';
 import type { LogLevel, MetadataStore, StevedoreConfig, UpstreamConfig } from './types.js';
 
 const DOCKER_HUB_HOSTS: ReadonlySet<string> = new Set(['registry-1.docker.io', 'docker.io', 'index.docker.io']);
@@ -57,9 +59,10 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
         readonly: bool('storage.maintenance.readonly.enabled'),
       },
     },
-    metadata: buildMetadata(str, log),
+    metadata: { ...buildMetadata(str, log), maxSize: num('metadata.maxsize') },
+    defaultPlatform: buildPlatform(str('defaultplatform') ?? 'linux/amd64', log),
     cache: {
-      manifests: { maxEntries: num('cache.manifests.maxentries') },
+      manifests: { maxEntries: num('cache.manifests.maxentries'), maxSize: num('cache.manifests.maxsize') },
       descriptors: { maxEntries: num('cache.descriptors.maxentries') },
     },
   };
@@ -139,8 +142,11 @@ function buildProxy(
       connectMs: num('proxy.timeouts.connect'),
       headersMs: num('proxy.timeouts.headers'),
       bodyMs: num('proxy.timeouts.body'),
+      resumeMs: num('proxy.timeouts.resume'),
+      fillWaitMs: num('proxy.timeouts.fillwait'),
     },
     tlsVerify: bool('proxy.tlsverify'),
+    breaker: { maxFails: num('proxy.breaker.maxfails'), probeIntervalMs: Math.max(1000, num('proxy.breaker.probeinterval')) },
   };
   const username = str('proxy.username');
   const password = str('proxy.password');
@@ -162,9 +168,9 @@ const STORE_SCHEMES: Readonly<Record<MetadataStore, readonly string[]>> = {
   postgres: ['postgres:', 'postgresql:'],
 };
 
-function buildMetadata(str: Str, log: NoticeLog): StevedoreConfig['metadata'] {
+function buildMetadata(str: Str, log: NoticeLog): Omit<StevedoreConfig['metadata'], 'maxSize'> {
   const store = (str('metadata.store') ?? 'memory') as MetadataStore;
-  const metadata: StevedoreConfig['metadata'] = { store, namespace: str('metadata.namespace') ?? 'stevedore' };
+  const metadata: Omit<StevedoreConfig['metadata'], 'maxSize'> = { store, namespace: str('metadata.namespace') ?? 'stevedore' };
   const url = str('metadata.url');
   const path = str('metadata.path');
   if (store === 'redis' || store === 'postgres') {
@@ -179,4 +185,13 @@ function buildMetadata(str: Str, log: NoticeLog): StevedoreConfig['metadata'] {
   if (url !== undefined) metadata.url = url;
   if (path !== undefined) metadata.path = path;
   return metadata;
+}
+
+function buildPlatform(value: string, log: NoticeLog): Platform {
+  try {
+    return parsePlatform(value);
+  } catch (err) {
+    log.error('defaultplatform', (err as Error).message);
+    return { os: 'linux', architecture: 'amd64' };
+  }
 }

@@ -18,7 +18,7 @@
  * looked into (an unsupported section is 'any' so its insides are not checked).
  */
 
-export type Kind = 'section' | 'string' | 'bool' | 'int' | 'duration' | 'url' | 'enum' | 'map' | 'list' | 'any';
+export type Kind = 'section' | 'string' | 'bool' | 'int' | 'duration' | 'size' | 'url' | 'enum' | 'map' | 'list' | 'any';
 export type Status = 'supported' | 'extension' | 'unsupported';
 
 export interface SchemaEntry {
@@ -31,7 +31,7 @@ export interface SchemaEntry {
   readonly values?: readonly string[];
   /** kind 'url': the accepted schemes, without ':'. */
   readonly schemes?: readonly string[];
-  /** kind 'int': the smallest accepted value. */
+  /** kind 'int' and 'size': the smallest accepted value. */
   readonly min?: number;
   /** Never echoed in messages. A secret 'url' may carry credentials, others may not. */
   readonly secret?: boolean;
@@ -138,19 +138,28 @@ export const SCHEMA: readonly SchemaEntry[] = [
   extension('proxy.timeouts', 'section'),
   extension('proxy.timeouts.connect', 'duration', { default: '10s' }),
   extension('proxy.timeouts.headers', 'duration', { default: '30s' }),
-  extension('proxy.timeouts.body', 'duration', { default: '60s' }),
+  extension('proxy.timeouts.body', 'duration', { default: '15s' }),
+  extension('proxy.timeouts.resume', 'duration', { default: '30s' }),
+  extension('proxy.timeouts.fillwait', 'duration', { default: '20s' }),
+  extension('proxy.breaker', 'section'),
+  extension('proxy.breaker.maxfails', 'int', { min: 1, default: '3' }),
+  extension('proxy.breaker.probeinterval', 'duration', { default: '10s' }),
   extension('proxy.cabundle', 'string'),
   extension('proxy.tlsverify', 'bool', { default: 'true' }),
+
+  extension('defaultplatform', 'string', { default: 'linux/amd64' }),
 
   extension('metadata', 'section'),
   extension('metadata.store', 'enum', { values: ['memory', 'file', 'redis', 'postgres'], default: 'memory' }),
   extension('metadata.url', 'url', { schemes: ['redis', 'rediss', 'postgres', 'postgresql'], secret: true }),
   extension('metadata.path', 'string'),
   extension('metadata.namespace', 'string', { default: 'stevedore' }),
+  extension('metadata.maxsize', 'size', { min: 1024, default: '64MiB' }),
 
   extension('cache', 'section'),
   extension('cache.manifests', 'section'),
   extension('cache.manifests.maxentries', 'int', { min: 1, default: '10000' }),
+  extension('cache.manifests.maxsize', 'size', { min: 1024, default: '64MiB' }),
   extension('cache.descriptors', 'section'),
   extension('cache.descriptors.maxentries', 'int', { min: 1, default: '100000' }),
 

@@ -7,6 +7,8 @@
  * Durations are milliseconds (`…Ms`), already parsed from Go duration strings.
  */
 
+import type { Platform } from '../registry/manifest.js';
+
 export interface UpstreamConfig {
   /** Id used in logs and metrics; 'default' for proxy.remoteurl. */
   name: string;
@@ -25,11 +27,25 @@ export interface UpstreamConfig {
    * bodyMs is the longest silence allowed between two chunks of a response
    * body (undici's bodyTimeout), not a cap on the whole transfer.
    */
-  timeouts: { connectMs: number; headersMs: number; bodyMs: number };
+  timeouts: {
+    connectMs: number;
+    headersMs: number;
+    bodyMs: number;
+    /** Extension proxy.timeouts.resume: how long one blob fill may spend resuming after its first interruption, in all. */
+    resumeMs: number;
+    /** Extension proxy.timeouts.fillwait: the longest a client following a fill waits for its next bytes before it is cut. */
+    fillWaitMs: number;
+  };
   /** Extension proxy.cabundle: path to a PEM file with extra CAs to trust for the upstream. */
   caBundle?: string;
   /** Extension proxy.tlsverify, default true. */
   tlsVerify: boolean;
+  /**
+   * Extension proxy.breaker: after maxFails consecutive failures of the
+   * upstream itself (network errors, timeouts, 5xx of its base or token
+   * endpoint) it is offline; one probe goes out every probeInterval.
+   */
+  breaker: { maxFails: number; probeIntervalMs: number };
 }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
@@ -73,9 +89,11 @@ export interface StevedoreConfig {
   /** Present only when proxy.remoteurl is set (or in the embedded default). */
   proxy?: UpstreamConfig;
   /** Extension top-level `metadata:`; default memory. */
-  metadata: { store: MetadataStore; url?: string; path?: string; namespace: string };
+  metadata: { store: MetadataStore; url?: string; path?: string; namespace: string; /** metadata.maxsize: bytes the memory store may hold. */ maxSize: number };
   /** Extension top-level `cache:`; defaults 10000 / 100000. */
-  cache: { manifests: { maxEntries: number }; descriptors: { maxEntries: number } };
+  cache: { manifests: { maxEntries: number; maxSize: number }; descriptors: { maxEntries: number } };
+  /** Extension defaultplatform: the index child served to a client that cannot take an index; default linux/amd64. */
+  defaultPlatform: Platform;
   /** Parsed so it can be enforced later; Stevedore does not authenticate requests yet (a notice says so). */
   auth?: { htpasswd?: { realm: string; path: string } };
 }

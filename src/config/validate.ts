@@ -5,6 +5,7 @@
  * numbers, durations in ms) and the schema's defaults fill in what is absent.
  */
 import { DurationError, parseDuration } from './duration.js';
+import { parseSize, SizeError } from './size.js';
 import type { NoticeLog } from './errors.js';
 import { describe, isRawMap, join, type Raw, type RawMap } from './raw.js';
 import { childKeys, SCHEMA, SCHEMA_BY_PATH, STORAGE_NON_DRIVERS, type SchemaEntry } from './schema.js';
@@ -133,6 +134,15 @@ function coerce(entry: SchemaEntry, value: Exclude<Raw, null>): Coerced {
         return { value: parseDuration(value) };
       } catch (err) {
         if (err instanceof DurationError) return { error: err.message };
+        throw err;
+      }
+    case 'size':
+      try {
+        const n = parseSize(value);
+        if (entry.min !== undefined && n < entry.min) return { error: `must be at least ${entry.min} bytes, got ${n}` };
+        return { value: n };
+      } catch (err) {
+        if (err instanceof SizeError) return { error: err.message };
         throw err;
       }
     case 'enum': {

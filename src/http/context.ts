@@ -13,6 +13,8 @@ export interface RequestContext {
   log: Logger;
   /** Extra fields for the access log line (repository, digest, cache outcome). */
   fields: Record<string, unknown>;
+  /** Body bytes of a streamed response (a blob) that reached the socket, for the access log. */
+  streamed?: { bytes: number };
 }
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';

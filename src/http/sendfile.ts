@@ -32,8 +32,11 @@ function drained(res: ServerResponse): Promise<boolean> {
   });
 }
 
-/** Sends bytes `start`..`end` (inclusive) of `file`; closes it. Throws if the file ends early. */
-export async function sendFile(res: ServerResponse, file: BlobFile, start: number, end: number): Promise<void> {
+/**
+ * Sends bytes `start`..`end` (inclusive) of `file`; closes it. Throws if the
+ * file ends early. `sent.bytes` grows as the socket takes each chunk.
+ */
+export async function sendFile(res: ServerResponse, file: BlobFile, start: number, end: number, sent: { bytes: number } = { bytes: 0 }): Promise<void> {
   try {
     let position = start;
     while (position <= end) {
@@ -53,7 +56,9 @@ export async function sendFile(res: ServerResponse, file: BlobFile, start: numbe
       }
       position += read;
       const more = res.write(buffer.subarray(0, read), (err) => {
-        if (!err) give(buffer);
+        if (err) return;
+        sent.bytes += read;
+        give(buffer);
       });
       if (!more && !(await drained(res))) return;
     }

@@ -55,6 +55,16 @@ async function dispatch(ctx: RequestContext): Promise<void> {
   }
 }
 
+/**
+ * Body bytes that went out: what a streamed response got through to the
+ * socket (a cut transfer shows as short), else the whole body once finished.
+ */
+function bodyBytes(ctx: RequestContext): number {
+  if (ctx.head) return 0;
+  if (ctx.streamed !== undefined) return ctx.streamed.bytes;
+  return ctx.res.writableFinished ? Number(ctx.res.getHeader('content-length') ?? 0) : 0;
+}
+
 /** Request ids: a per-process random prefix and a counter; unique, and cheaper than a UUID per request. */
 const idPrefix = randomBytes(4).toString('hex');
 let idCounter = 0;
@@ -92,7 +102,7 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
             method: req.method,
             path: path.length > 512 ? `${path.slice(0, 512)}…` : path,
             status: res.statusCode,
-            bytes: res.getHeader('content-length') ?? 0,
+            bytes: bodyBytes(ctx),
             durationMs: Math.round(durationMs * 100) / 100,
             client: req.socket.remoteAddress,
             complete: res.writableFinished,
@@ -115,6 +125,9 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
   };
 }
 
+/** Longer than any wait of a request for the upstream (headers 30 s, a fill's silence 20 s by default). */
+const SOCKET_IDLE_TIMEOUT_MS = 120_000;
+
 export function createServer(options: ServerOptions): Server {
   const handler = createRequestHandler(options);
   const server = options.tls
@@ -122,7 +135,10 @@ export function createServer(options: ServerOptions): Server {
     : createHttpServer(handler);
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
-  // Large layers take a long time to stream: no whole-request timeout.
+  // Large layers take a long time to stream: no whole-request timeout. But a
+  // connection on which nothing moves for this long (a client that stopped
+  // reading) is closed: no response waits forever on its client.
   server.requestTimeout = 0;
+  server.timeout = SOCKET_IDLE_TIMEOUT_MS;
   return server;
 }

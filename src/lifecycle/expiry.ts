@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import type { MetadataStore } from '../metadata/store.js';
 import { type Digest, tryParseDigest } from '../registry/digest.js';
 import { parseManifest } from '../registry/manifest.js';
-import { parseRepositoryName, type RepositoryName, type Tag } from '../registry/names.js';
+import type { RepositoryName, Tag } from '../registry/names.js';
 import { listRepositories } from '../storage/catalog.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { children, linkedDigests, readLink } from '../storage/links.js';
@@ -32,6 +32,8 @@ export interface SweepReport {
   blobLinksRemoved: number;
   blobsDeleted: number;
   bytesFreed: number;
+  /** Repositories that could not be swept (logged); no blob data is deleted in such a sweep. */
+  failedRepositories: number;
   dryRun: boolean;
 }
 
@@ -99,15 +101,35 @@ export class ExpirySweeper {
   private async run(): Promise<SweepReport> {
     const started = Date.now();
     const report: SweepReport = {
-      repositories: 0, manifestsExpired: 0, tagsRemoved: 0, blobLinksRemoved: 0, blobsDeleted: 0, bytesFreed: 0, dryRun: this.options.dryRun === true,
+      repositories: 0, manifestsExpired: 0, tagsRemoved: 0, blobLinksRemoved: 0, blobsDeleted: 0, bytesFreed: 0, failedRepositories: 0,
+      dryRun: this.options.dryRun === true,
     };
     const stillLinked = new Set<string>();
-    const repositories = await listRepositories(this.driver, Number.MAX_SAFE_INTEGER, undefined, ['_manifests', '_layers', '_uploads']);
-    for (const name of repositories) {
-      report.repositories += 1;
-      await this.sweepRepository(parseRepositoryName(name), report, stillLinked);
+    // Content linked again while the sweep runs is spared, however old its data file is.
+    const watch = this.storage.references.start();
+    try {
+      const repositories = await listRepositories(this.driver, Number.MAX_SAFE_INTEGER, undefined, ['_manifests', '_layers', '_uploads'], (path) =>
+        this.log.warn({ path }, 'expiry skips a directory that is not a valid repository name'),
+      );
+      for (const name of repositories) {
+        report.repositories += 1;
+        try {
+          await this.sweepRepository(name as RepositoryName, report, stillLinked);
+        } catch (err) {
+          // One broken repository must not keep the others from expiring; its blobs stay (they may be linked).
+          report.failedRepositories += 1;
+          this.log.error({ err, repository: name }, 'expiry could not sweep a repository; no blob data is deleted this time');
+        }
+      }
+      // Blob data goes only when every repository's links are known: a repository that could not be read may link it.
+      if (report.failedRepositories === 0) await this.sweepBlobs(report, stillLinked, watch.seen);
+    } finally {
+      watch.stop();
     }
-    await this.sweepBlobs(report, stillLinked);
+    return this.finish(report, started);
+  }
+
+  private finish(report: SweepReport, started: number): SweepReport {
     if (!report.dryRun && report.manifestsExpired + report.tagsRemoved + report.blobLinksRemoved + report.blobsDeleted > 0) this.onRemoved();
     this.log.info({ ...report, durationMs: Date.now() - started }, 'expiry sweep done');
     return report;
@@ -145,6 +167,8 @@ export class ExpirySweeper {
     for (const digest of revisions) {
       if (kept.has(digest.value)) {
         stillLinked.add(digest.value);
+        // A kept schema1 revision keeps its signature blobs.
+        for (const signature of await this.storage.signatures.digests(name, digest)) stillLinked.add(signature.value);
         continue;
       }
       report.manifestsExpired += 1;
@@ -171,7 +195,7 @@ export class ExpirySweeper {
     }
   }
 
-  private async sweepBlobs(report: SweepReport, stillLinked: Set<string>): Promise<void> {
+  private async sweepBlobs(report: SweepReport, stillLinked: Set<string>, relinked: ReadonlySet<string>): Promise<void> {
     const grace = this.options.graceMs ?? 60 * 60 * 1000;
     const now = this.metadata.now();
     const root = pathFor({ kind: 'blobsRoot' });
@@ -179,7 +203,7 @@ export class ExpirySweeper {
       for (const prefix of await children(this.driver, `${root}/${algorithm}`)) {
         for (const hex of await children(this.driver, `${root}/${algorithm}/${prefix}`)) {
           const digest = tryParseDigest(`${algorithm}:${hex}`);
-          if (digest === undefined || stillLinked.has(digest.value)) continue;
+          if (digest === undefined || stillLinked.has(digest.value) || relinked.has(digest.value)) continue;
           const info = await this.driver.stat(pathFor({ kind: 'blobData', digest }));
           if (info === undefined || now - info.modTime.getTime() < grace) continue;
           report.blobsDeleted += 1;

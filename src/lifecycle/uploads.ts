@@ -1,14 +1,27 @@
 /**
+ * Upload sessions left behind, and their removal.
+ *
  * Upload purging (`storage.maintenance.uploadpurging`), as Distribution does
  * it: upload directories (`_uploads/<id>`) whose `startedat` is older than
- * `age` are removed every `interval`. Stevedore's blob fills spool into the
- * same place, so what a crash or a kill -9 leaves behind is purged too.
+ * `age` are removed every `interval`.
+ *
+ * Stevedore's blob fills spool into the same place, under `fill-<owner>-…`
+ * ids (storage/owner.ts), so they are told apart from client uploads:
+ * - at startup, the spools of runs on this host that are over (a crash, a
+ *   kill -9) are removed at once, with the driver's own scratch files;
+ * - on every purge, a fill spool nobody wrote to for ABANDONED_FILL_MS is
+ *   removed whoever owned it (a replica on another host that died), since a
+ *   live fill writes or gives up within its timeouts.
  */
 import type { Logger } from 'pino';
+import type { RepositoryName } from '../registry/names.js';
 import { listRepositories } from '../storage/catalog.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
+import { fillSessionOwner, isDeadOwner, isFillSession } from '../storage/owner.js';
 import { pathFor } from '../storage/paths.js';
-import { parseRepositoryName } from '../registry/names.js';
+
+/** A fill spool untouched this long is abandoned: fills write continuously or fail within minutes. */
+export const ABANDONED_FILL_MS = 60 * 60 * 1000;
 
 export interface PurgeOptions {
   ageMs: number;
@@ -21,14 +34,22 @@ export interface PurgeReport {
   dryRun: boolean;
 }
 
-export async function purgeUploads(driver: StorageDriver, options: PurgeOptions, log: Logger): Promise<PurgeReport> {
-  const now = (options.now ?? Date.now)();
-  const report: PurgeReport = { uploadsRemoved: 0, dryRun: options.dryRun };
-  for (const repository of await listRepositories(driver, Number.MAX_SAFE_INTEGER, undefined, ['_uploads'])) {
-    const name = parseRepositoryName(repository);
+interface UploadSession {
+  repository: RepositoryName;
+  id: string;
+  dir: string;
+}
+
+/** Every upload session directory in storage, repository by repository. */
+async function* uploadSessions(driver: StorageDriver, log: Logger): AsyncGenerator<UploadSession> {
+  const repositories = await listRepositories(driver, Number.MAX_SAFE_INTEGER, undefined, ['_uploads'], (path) =>
+    log.warn({ path }, 'skipping a directory that is not a valid repository name'),
+  );
+  for (const name of repositories) {
+    const repository = name as RepositoryName;
     let ids: string[];
     try {
-      ids = await driver.list(pathFor({ kind: 'uploadsRoot', name }));
+      ids = await driver.list(pathFor({ kind: 'uploadsRoot', name: repository }));
     } catch (err) {
       if (isPathNotFound(err)) continue;
       throw err;
@@ -36,16 +57,68 @@ export async function purgeUploads(driver: StorageDriver, options: PurgeOptions,
     for (const id of ids) {
       let dir: string;
       try {
-        dir = pathFor({ kind: 'uploadDir', name, id });
+        dir = pathFor({ kind: 'uploadDir', name: repository, id });
       } catch {
         continue; // not an upload id we or Distribution would write
       }
-      const started = await startedAt(driver, pathFor({ kind: 'uploadStartedAt', name, id }), dir);
-      if (started === undefined || now - started <= options.ageMs) continue;
-      report.uploadsRemoved += 1;
-      log.info({ repository, upload: id, startedAt: new Date(started).toISOString(), dryRun: options.dryRun }, 'purging abandoned upload');
-      if (!options.dryRun) await driver.delete(dir).catch(() => undefined);
+      yield { repository, id, dir };
     }
+  }
+}
+
+export async function purgeUploads(driver: StorageDriver, options: PurgeOptions, log: Logger): Promise<PurgeReport> {
+  const now = (options.now ?? Date.now)();
+  const report: PurgeReport = { uploadsRemoved: 0, dryRun: options.dryRun };
+  for await (const { repository, id, dir } of uploadSessions(driver, log)) {
+    const started = await startedAt(driver, pathFor({ kind: 'uploadStartedAt', name: repository, id }), dir);
+    let abandoned = started !== undefined && now - started > options.ageMs;
+    if (!abandoned && isFillSession(id)) {
+      const written = (await driver.stat(pathFor({ kind: 'uploadData', name: repository, id })))?.modTime.getTime() ?? started;
+      abandoned = written !== undefined && now - written > ABANDONED_FILL_MS;
+    }
+    if (!abandoned) continue;
+    report.uploadsRemoved += 1;
+    log.info({ repository, upload: id, startedAt: started === undefined ? undefined : new Date(started).toISOString(), dryRun: options.dryRun }, 'purging abandoned upload');
+    if (!options.dryRun) await driver.delete(dir).catch(() => undefined);
+  }
+  return report;
+}
+
+export interface RecoveryReport {
+  /** Fill spools of runs that are over, removed. */
+  spools: number;
+  /** The storage driver's scratch files (temp files), removed. */
+  scratchFiles: number;
+  bytes: number;
+}
+
+/**
+ * What runs of Stevedore on this host that are over left behind: their fill
+ * spools and the driver's temp files. Client upload sessions are never
+ * touched here (purging handles them by age), nor spools of live processes.
+ */
+export async function recoverInterrupted(driver: StorageDriver, log: Logger): Promise<RecoveryReport> {
+  const report: RecoveryReport = { spools: 0, scratchFiles: 0, bytes: 0 };
+  for await (const { repository, id, dir } of uploadSessions(driver, log)) {
+    const owner = fillSessionOwner(id);
+    if (owner === undefined || !isDeadOwner(owner)) continue;
+    const size = (await driver.stat(pathFor({ kind: 'uploadData', name: repository, id })))?.size ?? 0;
+    try {
+      await driver.delete(dir);
+    } catch (err) {
+      if (!isPathNotFound(err)) throw err;
+      continue;
+    }
+    report.spools += 1;
+    report.bytes += size;
+  }
+  const scratch = (await driver.recover?.()) ?? { files: 0, bytes: 0 };
+  report.scratchFiles = scratch.files;
+  report.bytes += scratch.bytes;
+  if (report.spools + report.scratchFiles > 0) {
+    log.info(report, 'removed what an interrupted run left behind: fill spools and temp files');
+  } else {
+    log.debug('nothing left behind by an interrupted run');
   }
   return report;
 }

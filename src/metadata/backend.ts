@@ -1,18 +1,46 @@
 /**
  * Picks the keyv storage adapter for `metadata.store`:
- *   memory   — a Map in this process (the default; lost on restart);
+ *   memory   — in this process (the default; lost on restart), bounded by
+ *              `metadata.maxsize` bytes: least recently used entries go first;
  *   file     — keyv-file at `metadata.path`, for a single instance that keeps tag freshness across restarts;
  *   redis    — @keyv/redis at `metadata.url`, shared by replicas;
  *   postgres — @keyv/postgres at `metadata.url`, shared by replicas.
  * Adapters are imported only when chosen, so a memory deployment loads none of them.
  */
 import type { KeyvStoreAdapter } from 'keyv';
+import { LRUCache } from 'lru-cache';
 import type { StevedoreConfig } from '../config/types.js';
+
+/** What an entry costs beyond its key and serialized value. */
+const ENTRY_OVERHEAD = 64;
+
+/**
+ * A keyv store in memory, bounded by bytes. keyv hands it serialized strings
+ * and keeps expiry times inside them, so the store itself needs no TTLs.
+ */
+export function boundedMemoryStore(maxBytes: number): KeyvStoreAdapter {
+  const entries = new LRUCache<string, string>({
+    maxSize: maxBytes,
+    sizeCalculation: (value, key) => key.length + value.length + ENTRY_OVERHEAD,
+  });
+  const store = {
+    get: (key: string) => entries.get(key),
+    set: (key: string, value: unknown) => {
+      entries.set(key, typeof value === 'string' ? value : JSON.stringify(value));
+      return true;
+    },
+    delete: (key: string) => entries.delete(key),
+    clear: () => entries.clear(),
+    has: (key: string) => entries.has(key),
+    on: () => store,
+  };
+  return store as unknown as KeyvStoreAdapter;
+}
 
 export async function openMetadataBackend(config: StevedoreConfig['metadata']): Promise<KeyvStoreAdapter | Map<string, unknown>> {
   switch (config.store) {
     case 'memory':
-      return new Map();
+      return boundedMemoryStore(config.maxSize);
     case 'file': {
       if (config.path === undefined) throw new Error('metadata.store file needs metadata.path');
       const { KeyvFile } = await import('keyv-file');

@@ -5,6 +5,7 @@
  * round trips, never correctness, because content lives in storage.
  */
 import Keyv, { type KeyvStoreAdapter } from 'keyv';
+import type { Logger } from 'pino';
 
 export interface TagState {
   digest: string;
@@ -17,7 +18,12 @@ export interface MetadataOptions {
   store?: KeyvStoreAdapter | Map<string, unknown>;
   namespace?: string;
   now?: () => number;
+  /** Where failures of the store are reported (at most one line per ERROR_LOG_INTERVAL_MS). */
+  log?: Logger;
 }
+
+/** Failures of the store are logged at most this often, with the number left unsaid in between. */
+const ERROR_LOG_INTERVAL_MS = 10_000;
 
 export class MetadataStore {
   private readonly keyv: Keyv;
@@ -25,8 +31,21 @@ export class MetadataStore {
 
   constructor(options: MetadataOptions = {}) {
     this.keyv = new Keyv({ store: options.store ?? new Map(), namespace: options.namespace ?? 'stevedore' });
-    this.keyv.on('error', () => undefined);
     this.now = options.now ?? Date.now;
+    const { log } = options;
+    let lastLogged = Number.NEGATIVE_INFINITY;
+    let suppressed = 0;
+    // Metadata is advisory: a failing store costs upstream round trips, so it is reported, never fatal.
+    this.keyv.on('error', (err: unknown) => {
+      const now = Date.now();
+      if (now - lastLogged < ERROR_LOG_INTERVAL_MS) {
+        suppressed += 1;
+        return;
+      }
+      log?.warn({ err, suppressed }, 'metadata store failed; serving on without it');
+      lastLogged = now;
+      suppressed = 0;
+    });
   }
 
   private static tagKey(upstream: string, repository: string, tag: string): string {

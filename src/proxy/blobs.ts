@@ -82,13 +82,14 @@ export class ProxyBlobs implements BlobService {
 
   async open(digest: Digest, range?: RangeSpec): Promise<BlobContent> {
     const descriptor = await this.cached(digest);
-    if (descriptor !== undefined) {
-      this.ctx.touch(digest.value);
-      const resolved = range === undefined ? undefined : resolveRange(range, descriptor.size);
-      const body = await this.ctx.local.storage.blobs.body(digest, resolved);
-      return resolved === undefined ? { descriptor, ...body } : { descriptor, ...body, range: resolved };
-    }
+    if (descriptor !== undefined) return this.serveStored(descriptor, range);
     const fill = await this.joinOrStart(digest);
+    if (fill === undefined) {
+      // Committed by a fill that ended while we looked: served from storage like any cached blob.
+      const stored = await this.cached(digest);
+      if (stored === undefined) throw blobUnknown(digest.value);
+      return this.serveStored(stored, range);
+    }
     this.ctx.touch(digest.value);
     const filling = { digest, size: fill.size, mediaType: MediaType.OctetStream };
     const resolved = range === undefined ? undefined : resolveRange(range, fill.size);
@@ -96,19 +97,34 @@ export class ProxyBlobs implements BlobService {
     return resolved === undefined ? { descriptor: filling, file } : { descriptor: filling, range: resolved, file };
   }
 
-  private async joinOrStart(digest: Digest): Promise<BlobFill> {
+  private async serveStored(descriptor: BlobDescriptor, range: RangeSpec | undefined): Promise<BlobContent> {
+    const { digest } = descriptor;
+    this.ctx.touch(digest.value);
+    const resolved = range === undefined ? undefined : resolveRange(range, descriptor.size);
+    const body = await this.ctx.local.storage.blobs.body(digest, resolved);
+    return resolved === undefined ? { descriptor, ...body } : { descriptor, ...body, range: resolved };
+  }
+
+  /**
+   * The fill of `digest` to follow, or undefined when the blob is stored by
+   * now. Another repository's fill is joined only once the upstream confirms
+   * this repository has the blob too; if that fill fails to start, its error
+   * is that repository's (say, it does not exist upstream), and this one
+   * starts a fill of its own.
+   */
+  private async joinOrStart(digest: Digest): Promise<BlobFill | undefined> {
     const { fills, upstream, local } = this.ctx;
     const running = fills.current(digest);
-    if (running !== undefined) {
-      const fill = await running;
-      if (fill.repository === this.name) return fill;
-      // Another repository's fill: join it only once the upstream confirms this one has the blob too.
+    if (running !== undefined && running.repository !== this.name) {
       await this.confirm(digest);
-      void fill.done.then(
-        () => local.storage.layers.link(this.name, digest),
-        () => undefined,
-      );
-      return fill;
+      const fill = await running.started.catch(() => undefined);
+      if (fill !== undefined && fill.state !== 'failed') {
+        void fill.done.then(
+          () => local.storage.layers.link(this.name, digest),
+          () => undefined,
+        );
+        return fill;
+      }
     }
     return fills.start(upstream, this.name, digest, async (done) => {
       await local.storage.layers.link(done.repository, done.digest);

@@ -27,6 +27,25 @@ export interface HotTag {
   checkedAt: number;
 }
 
+export interface CacheLimits {
+  /** Entries of the per-tag and per-manifest caches. */
+  manifests: number;
+  /** Bytes of manifest payloads kept in memory (referrer lists get a quarter of it). */
+  manifestBytes: number;
+  /** Entries of the small per-blob caches. */
+  descriptors: number;
+}
+
+/** What an entry costs beyond its payload: key, object, digest strings. */
+const ENTRY_OVERHEAD = 256;
+
+/** An estimate of a cached referrers answer's size: its descriptors, as JSON would be. */
+function referrersSize(entry: UpstreamReferrers): number {
+  let size = ENTRY_OVERHEAD;
+  for (const descriptor of entry.manifests) size += 200 + JSON.stringify(descriptor.annotations ?? {}).length;
+  return size;
+}
+
 export class ProxyContext {
   /** `repo@digest` → manifest linked there. Content-addressed, so never stale. */
   readonly hotManifests: LRUCache<string, HotManifest>;
@@ -38,6 +57,8 @@ export class ProxyContext {
   readonly linkedBlobs: LRUCache<string, true>;
   /** `repo@digest` → size the upstream announced for the blob in that repository. */
   readonly confirmedBlobs: LRUCache<string, number>;
+  /** `repo:tag` → the upstream refresh of the tag under way, shared by everyone asking meanwhile. */
+  readonly refreshes = new Map<string, Promise<HotManifest>>();
   /** Last time an access was written to metadata, to write at most once a minute per digest. */
   private readonly touched: LRUCache<string, number>;
 
@@ -48,11 +69,20 @@ export class ProxyContext {
     readonly fills: FillRegistry,
     readonly policy: ProxyPolicy,
     readonly log: Logger,
-    limits: { manifests: number; descriptors: number },
+    limits: CacheLimits,
   ) {
-    this.hotManifests = new LRUCache({ max: limits.manifests });
+    // Manifests and referrer lists vary in size (a manifest may be 4 MiB): bounded by bytes too.
+    this.hotManifests = new LRUCache({
+      max: limits.manifests,
+      maxSize: limits.manifestBytes,
+      sizeCalculation: (entry) => entry.payload.byteLength + ENTRY_OVERHEAD,
+    });
     this.hotTags = new LRUCache({ max: limits.manifests });
-    this.hotReferrers = new LRUCache({ max: limits.manifests });
+    this.hotReferrers = new LRUCache({
+      max: limits.manifests,
+      maxSize: Math.max(1024, Math.floor(limits.manifestBytes / 4)),
+      sizeCalculation: (entry) => referrersSize(entry),
+    });
     this.linkedBlobs = new LRUCache({ max: limits.descriptors });
     this.confirmedBlobs = new LRUCache({ max: limits.descriptors, ttl: policy.blobConfirmTtlMs });
     this.touched = new LRUCache({ max: limits.descriptors });

@@ -1,18 +1,24 @@
 /**
  * One upstream download of one blob, shared by every client that wants it.
  *
- * The fill writes the upstream body to an upload file in storage while
- * hashing it, resumes with a Range request when the upstream connection
- * breaks, and commits (verify digest, atomic move) at the end. Clients never
- * read the upstream stream: each one follows the spool file as it grows, so
- * a slow or departed client neither slows nor stops the fill, and a late
- * client (or a Range request) starts from what is already on disk.
+ * The fill writes the upstream body to an upload session in storage (a
+ * `fill-<owner>-…` id, so a restart can tell its own interrupted spools from
+ * client uploads) while hashing it, resumes with a Range request when the
+ * upstream connection breaks, and commits (verify digest, atomic move) at the
+ * end. Clients never read the upstream stream: each one follows the spool
+ * file as it grows, so a slow or departed client neither slows nor stops the
+ * fill, and a late client (or a Range request) starts from what is on disk.
  *
  * The last byte is released only after the digest is verified, so a client
  * never receives a complete-looking body that is wrong: if verification
  * fails, every follower is cut short.
+ *
+ * Every wait is bounded: the upstream's silence by the body timeout; resuming
+ * by `maxResumes` attempts and a total time budget; a follower's wait for
+ * its next bytes by `followerWaitMs` (it is cut, the fill goes on).
  */
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { blobUnknown, RegistryError } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
@@ -20,16 +26,28 @@ import type { RepositoryName } from '../registry/names.js';
 import type { BlobDescriptor, BlobFile } from '../registry/services.js';
 import type { BlobIngest, BlobStore } from '../storage/blobs.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
+import { fillSessionId } from '../storage/owner.js';
 import { pathFor } from '../storage/paths.js';
-import { discard, type Upstream, type UpstreamResponse, upstreamError } from './upstream.js';
+import { abandon, discard, type Upstream, type UpstreamResponse, upstreamError } from './upstream.js';
 
 /** filling → verified (digest checked, not yet durable) → committed (in place), or → failed. */
 export type FillState = 'filling' | 'verified' | 'committed' | 'failed';
 
-
 export interface FillOptions {
+  /** Range requests one fill may make after interruptions, in all. */
   maxResumes: number;
+  /** Time one fill may spend getting resumed (from each interruption to the resumed answer), in all. */
+  resumeBudgetMs: number;
+  /** The longest a follower waits for its next bytes before it is cut (the fill goes on). */
+  followerWaitMs: number;
   log: Logger;
+}
+
+/** A failure of local storage while writing: resuming the download would not help. */
+class LocalWriteError extends Error {
+  constructor(override readonly cause: Error) {
+    super(`writing the blob to storage failed: ${cause.message}`);
+  }
 }
 
 export class BlobFill extends EventEmitter {
@@ -47,6 +65,7 @@ export class BlobFill extends EventEmitter {
     readonly size: number,
     private readonly ingest: BlobIngest,
     private readonly driver: StorageDriver,
+    private readonly followerWaitMs: number,
   ) {
     super();
     this.setMaxListeners(0);
@@ -70,23 +89,22 @@ export class BlobFill extends EventEmitter {
     onCommit: (fill: BlobFill) => Promise<void>,
     signal: AbortSignal,
   ): Promise<void> {
+    const resuming = { attempts: 0, spentMs: 0 };
     let response = first;
-    let resumes = 0;
     try {
       for (;;) {
+        let interruption: Error;
         try {
-          for await (const chunk of response.body as AsyncIterable<Buffer>) await this.ingest.write(chunk);
+          await this.copy(response);
           if (this.ingest.size >= this.size) break;
-          throw new Error(`upstream body ended early at ${this.ingest.size} of ${this.size} bytes`);
+          interruption = new Error(`upstream body ended early at ${this.ingest.size} of ${this.size} bytes`);
         } catch (err) {
-          if (signal.aborted || resumes >= options.maxResumes || this.ingest.size >= this.size) throw err;
-          resumes += 1;
-          options.log.warn(
-            { digest: this.digest.value, offset: this.ingest.size, attempt: resumes, err: (err as Error).message },
-            'upstream blob transfer interrupted; resuming with a Range request',
-          );
-          response = await this.resume(upstream, signal);
+          if (err instanceof LocalWriteError || signal.aborted) throw err;
+          interruption = err as Error;
+          // Every byte is here and only the end of the stream broke: let the digest decide.
+          if (this.ingest.size >= this.size) break;
         }
+        response = await this.resume(upstream, options, signal, interruption, resuming);
       }
       // Verified first: followers may have the last byte while the blob is made durable.
       this.ingest.verify(this.size);
@@ -101,13 +119,63 @@ export class BlobFill extends EventEmitter {
     } catch (err) {
       await this.ingest.cancel();
       this.error = err instanceof RegistryError ? err : new RegistryError('UPSTREAM_ERROR', `upstream blob transfer failed: ${(err as Error).message}`);
+      if (err instanceof LocalWriteError) this.error = new RegistryError('UNAVAILABLE', `stevedore cannot store blob ${this.digest.value}: ${err.cause.message}`);
       this.state = 'failed';
       this.rejectDone(this.error);
     }
     this.emit('progress');
   }
 
-  private async resume(upstream: Upstream, signal: AbortSignal): Promise<UpstreamResponse> {
+  /** Writes a response body to the spool; a storage failure is a LocalWriteError. */
+  private async copy(response: UpstreamResponse): Promise<void> {
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      try {
+        await this.ingest.write(chunk);
+      } catch (err) {
+        throw new LocalWriteError(err as Error);
+      }
+    }
+  }
+
+  /**
+   * A resumed answer from the byte the spool has reached, after attempts with
+   * a short backoff; throws when the attempts or the time budget run out.
+   */
+  private async resume(
+    upstream: Upstream,
+    options: FillOptions,
+    signal: AbortSignal,
+    interruption: Error,
+    resuming: { attempts: number; spentMs: number },
+  ): Promise<UpstreamResponse> {
+    const started = Date.now();
+    let reason = interruption;
+    try {
+      for (;;) {
+        const spent = resuming.spentMs + (Date.now() - started);
+        if (resuming.attempts >= options.maxResumes || spent >= options.resumeBudgetMs) {
+          throw new Error(`${reason.message} (gave up after ${resuming.attempts} resume attempts in ${Math.round(spent / 1000)} s)`);
+        }
+        resuming.attempts += 1;
+        options.log.warn(
+          { digest: this.digest.value, offset: this.ingest.size, attempt: resuming.attempts, err: reason.message },
+          'upstream blob transfer interrupted; resuming with a Range request',
+        );
+        try {
+          return await this.resumeOnce(upstream, signal);
+        } catch (err) {
+          if (signal.aborted) throw err;
+          reason = err as Error;
+          const left = options.resumeBudgetMs - (resuming.spentMs + (Date.now() - started));
+          await sleep(Math.max(0, Math.min(250 * 2 ** (resuming.attempts - 1), left)), undefined, { signal });
+        }
+      }
+    } finally {
+      resuming.spentMs += Date.now() - started;
+    }
+  }
+
+  private async resumeOnce(upstream: Upstream, signal: AbortSignal): Promise<UpstreamResponse> {
     const offset = this.ingest.size;
     const response = await upstream.request({
       signal,
@@ -117,22 +185,44 @@ export class BlobFill extends EventEmitter {
       reference: this.digest.value,
       headers: { Range: `bytes=${offset}-` },
     });
+    response.body.on('error', () => undefined);
     const range = /^bytes (\d+)-/.exec(response.headers['content-range'] ?? '');
     if (response.status !== 206 || Number(range?.[1]) !== offset) {
-      discard(response);
+      abandon(response);
       throw new Error(`upstream cannot resume at byte ${offset} (status ${response.status})`);
     }
     return response;
   }
 
-  private nextProgress(): Promise<void> {
-    return new Promise<void>((resolve) => this.once('progress', resolve));
-  }
-
-  /** Waits until the bytes before `target` are servable, or the fill ends. */
-  private async waitFor(target: number): Promise<void> {
-    while ((this.state === 'filling' || this.state === 'verified') && this.servable() < target) await this.nextProgress();
-    if (this.state === 'failed') throw this.error;
+  /**
+   * Waits until the bytes before `target` are servable, or the fill ends.
+   * Throws the fill's error, or UNAVAILABLE when the fill made no progress
+   * for `followerWaitMs`: the follower is cut, the fill goes on.
+   */
+  private waitFor(target: number): Promise<void> {
+    const ready = (): boolean => this.state === 'failed' || this.state === 'committed' || this.servable() >= target;
+    if (ready()) return this.state === 'failed' ? Promise.reject(this.error) : Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const onProgress = (): void => {
+        if (!ready()) {
+          timer.refresh();
+          return;
+        }
+        stop();
+        if (this.state === 'failed') reject(this.error);
+        else resolve();
+      };
+      const timer = setTimeout(() => {
+        stop();
+        const seconds = Math.round(this.followerWaitMs / 1000);
+        reject(new RegistryError('UNAVAILABLE', `upstream sent nothing of blob ${this.digest.value} for ${seconds} s; the download goes on, try again`));
+      }, this.followerWaitMs);
+      const stop = (): void => {
+        clearTimeout(timer);
+        this.off('progress', onProgress);
+      };
+      this.on('progress', onProgress);
+    });
   }
 
   /**
@@ -181,9 +271,19 @@ function spoolOpener(driver: StorageDriver): (path: string) => Promise<BlobFile>
   return driver.open.bind(driver);
 }
 
+/** A fill in the registry: known by its repository before the upstream has answered. */
+export interface RunningFill {
+  readonly repository: RepositoryName;
+  /**
+   * Resolves once the upstream answered with headers: the fill, or undefined
+   * when the blob turned out to be stored already (committed a moment ago).
+   */
+  readonly started: Promise<BlobFill | undefined>;
+}
+
 /** The fills under way in this process, one per digest. */
 export class FillRegistry {
-  private readonly fills = new Map<string, Promise<BlobFill>>();
+  private readonly fills = new Map<string, RunningFill>();
   /** Aborted on close: fills stop and clean up after themselves. */
   private readonly closing = new AbortController();
 
@@ -202,23 +302,36 @@ export class FillRegistry {
   /** Stops every fill under way and waits until each has cleaned up. */
   async close(): Promise<void> {
     this.closing.abort();
-    await Promise.allSettled([...this.fills.values()].map(async (started) => (await started).done));
+    await Promise.allSettled([...this.fills.values()].map(async ({ started }) => (await started)?.done));
   }
 
-  current(digest: Digest): Promise<BlobFill> | undefined {
+  current(digest: Digest): RunningFill | undefined {
     return this.fills.get(digest.value);
   }
 
-  /** Joins the fill of `digest` or starts one; resolves once the upstream answered with headers. */
-  start(upstream: Upstream, repository: RepositoryName, digest: Digest, onCommit: (fill: BlobFill) => Promise<void>): Promise<BlobFill> {
+  /**
+   * Joins the fill of `digest` or starts one. Resolves once the upstream
+   * answered with headers, to undefined when the blob is stored already.
+   */
+  start(upstream: Upstream, repository: RepositoryName, digest: Digest, onCommit: (fill: BlobFill) => Promise<void>): Promise<BlobFill | undefined> {
     const existing = this.fills.get(digest.value);
-    if (existing) return existing;
-    const started = this.begin(upstream, repository, digest, onCommit);
-    this.fills.set(digest.value, started);
-    started.then(
-      (fill) => fill.done.catch(() => undefined).finally(() => this.fills.delete(digest.value)),
-      () => this.fills.delete(digest.value),
+    if (existing) return existing.started;
+    const forget = (): void => {
+      if (this.fills.get(digest.value) === entry) this.fills.delete(digest.value);
+    };
+    const started = this.begin(upstream, repository, digest, onCommit).then(
+      (fill) => {
+        if (fill === undefined) forget();
+        else void fill.done.catch(() => undefined).finally(forget);
+        return fill;
+      },
+      (err: unknown) => {
+        forget();
+        throw err;
+      },
     );
+    const entry: RunningFill = { repository, started };
+    this.fills.set(digest.value, entry);
     return started;
   }
 
@@ -227,26 +340,37 @@ export class FillRegistry {
     repository: RepositoryName,
     digest: Digest,
     onCommit: (fill: BlobFill) => Promise<void>,
-  ): Promise<BlobFill> {
+  ): Promise<BlobFill | undefined> {
     const { signal } = this.closing;
     if (signal.aborted) throw new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
+    // A fill that committed between the caller's look at storage and now is not fetched again.
+    if ((await this.blobs.stat(digest)) !== undefined) return undefined;
     const response = await upstream.request({ method: 'GET', repository, kind: 'blobs', reference: digest.value, signal });
+    // The body may break before the fill reads it (storage is set up first): that must reach the fill, not crash the process.
+    response.body.on('error', () => undefined);
     if (response.status !== 200) {
       discard(response);
       throw upstreamError(upstream.name, response.status, response.headers, () => blobUnknown(digest.value));
     }
     const size = Number(response.headers['content-length']);
     if (!Number.isSafeInteger(size) || size < 0) {
-      discard(response);
+      abandon(response);
       throw new RegistryError('UPSTREAM_ERROR', `upstream ${upstream.name} sent blob ${digest.value} without a Content-Length`);
     }
-    const ingest = await this.blobs.begin(repository, digest);
-    const fill = new BlobFill(repository, digest, size, ingest, this.driver);
+    let ingest: BlobIngest;
+    try {
+      ingest = await this.blobs.begin(repository, digest, fillSessionId());
+    } catch (err) {
+      abandon(response); // the body will not be read: give its connection up now
+      this.options.log.error({ err, repository, digest: digest.value }, 'cannot start storing a blob');
+      throw new RegistryError('UNAVAILABLE', `stevedore cannot store blob ${digest.value}: ${(err as Error).message}`);
+    }
+    const fill = new BlobFill(repository, digest, size, ingest, this.driver, this.options.followerWaitMs);
     this.options.log.info({ repository, digest: digest.value, size, upstream: upstream.name }, 'blob fill started');
-    const started = Date.now();
+    const began = Date.now();
     void fill.run(response, upstream, this.options, onCommit, signal).then(() => {
       if (fill.state === 'committed') {
-        this.options.log.info({ repository, digest: digest.value, size, durationMs: Date.now() - started }, 'blob fill committed');
+        this.options.log.info({ repository, digest: digest.value, size, durationMs: Date.now() - began }, 'blob fill committed');
       } else {
         this.options.log.warn({ repository, digest: digest.value, err: fill.error?.message }, 'blob fill failed; nothing was stored');
       }

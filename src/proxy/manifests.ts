@@ -2,12 +2,20 @@
  * Manifests through the proxy.
  *
  * By digest: immutable, served from storage once stored; on a miss fetched,
- * verified against the digest, stored and linked.
+ * checked against the digest before anything is stored, then stored and linked.
  * By tag: a tag the upstream confirmed less than `tagTtl` ago is served from
  * memory or storage without asking. Otherwise the upstream is asked with a
  * HEAD (free on Docker Hub's rate limit); a known digest only refreshes the
- * tag, an unknown one is fetched with a GET. When the upstream is down,
- * rate-limiting or failing, the cached tag is served stale with a warning.
+ * tag, an unknown one is fetched with a GET. One refresh per tag at a time:
+ * a burst of requests at TTL expiry sends one HEAD. When the upstream is
+ * down, rate-limiting or failing, the cached tag is served stale with a warning.
+ *
+ * What a tag points at is always what the upstream answers a fully capable
+ * client (every manifest type Stevedore stores): the caller's Accept header
+ * never reaches the upstream, so no client can narrow the answer recorded
+ * for everyone. A caller that cannot take the stored type is answered from
+ * what is stored (registry/negotiate.ts): an index's child for the default
+ * platform, fetched by digest if needed, or MANIFEST_UNKNOWN.
  * Payloads are stored and served exactly as the upstream sent them.
  */
 import { manifestUnknown, RegistryError } from '../registry/errors.js';
@@ -15,14 +23,22 @@ import { type Digest, digestOf, tryParseDigest } from '../registry/digest.js';
 import { MAX_MANIFEST_SIZE, parseManifest } from '../registry/manifest.js';
 import { accepts, MANIFEST_MEDIA_TYPES, MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName, Tag } from '../registry/names.js';
+import { negotiate, notAcceptable } from '../registry/negotiate.js';
 import type { Reference } from '../registry/reference.js';
 import type { ManifestContent, ManifestRequest, ManifestService } from '../registry/services.js';
-import { checkAcceptable, type LocalManifests } from '../storage/local.js';
+import type { LocalManifests } from '../storage/local.js';
 import type { HotManifest, ProxyContext } from './context.js';
 import { discard, readBody, upstreamError, type UpstreamResponse } from './upstream.js';
 
+/** What a fully capable client sends: every type Stevedore stores. Never the caller's Accept. */
+const FULL_ACCEPT: Readonly<Record<string, string>> = Object.freeze({ Accept: MANIFEST_MEDIA_TYPES.join(', ') });
+
+const OUTAGES = new Set(['UNAVAILABLE', 'UPSTREAM_ERROR', 'TOOMANYREQUESTS']);
+
 const staleWarning = (upstream: string, why: string): string =>
   `stevedore: served from cache; upstream ${upstream} is unavailable (${why})`;
+
+const digestReference = (digest: Digest): Reference => ({ kind: 'digest', digest, value: digest.value });
 
 export class ProxyManifests implements ManifestService {
   constructor(
@@ -32,7 +48,7 @@ export class ProxyManifests implements ManifestService {
   ) {}
 
   async get(reference: Reference, request: ManifestRequest): Promise<ManifestContent> {
-    const content = reference.kind === 'digest' ? await this.byDigest(reference.digest, request) : await this.byTag(reference.tag, request);
+    const content = reference.kind === 'digest' ? await this.byDigest(reference, request) : await this.byTag(reference, request);
     this.ctx.touch(content.digest.value);
     return content;
   }
@@ -48,8 +64,7 @@ export class ProxyManifests implements ManifestService {
 
   private async load(digest: Digest | undefined): Promise<HotManifest | undefined> {
     if (digest === undefined) return undefined;
-    const key = `${this.name}@${digest.value}`;
-    if ((await this.local.resolve({ kind: 'digest', digest, value: digest.value })) === undefined) return undefined;
+    if ((await this.local.resolve(digestReference(digest))) === undefined) return undefined;
     let read;
     try {
       read = await this.ctx.local.storage.servableManifest(this.name, digest);
@@ -58,49 +73,57 @@ export class ProxyManifests implements ManifestService {
       if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
       throw err;
     }
-    const { mediaType, payload } = read;
-    const entry = { digest, mediaType, payload };
-    this.ctx.hotManifests.set(key, entry);
+    return this.remember({ digest, mediaType: read.mediaType, payload: read.payload });
+  }
+
+  private remember(entry: HotManifest): HotManifest {
+    this.ctx.hotManifests.set(`${this.name}@${entry.digest.value}`, entry);
     return entry;
   }
 
-  private serve(entry: HotManifest, reference: Reference, request: ManifestRequest, warnings?: string[]): ManifestContent {
-    checkAcceptable(this.name, reference, entry.mediaType, request.accept);
-    const { digest, mediaType, payload } = entry;
+  /** The stored manifest by digest, fetched (and verified) first if it is not stored yet. */
+  private async byDigestEntry(digest: Digest): Promise<HotManifest> {
+    return (await this.stored(digest)) ?? (await this.fetch(digestReference(digest)));
+  }
+
+  private async byDigest(reference: Reference & { kind: 'digest' }, request: ManifestRequest): Promise<ManifestContent> {
+    return this.answer(reference, await this.byDigestEntry(reference.digest), request);
+  }
+
+  /**
+   * What the caller gets for `entry` (what the reference names): the entry,
+   * or for a tagged index the default platform's child, or MANIFEST_UNKNOWN.
+   */
+  private async answer(reference: Reference, entry: HotManifest, request: ManifestRequest, warnings?: string[]): Promise<ManifestContent> {
+    const decision = negotiate(this.name, reference, entry, request.accept, this.ctx.local.storage.platform);
+    let served = entry;
+    if (decision.kind === 'child') {
+      served = await this.byDigestEntry(decision.descriptor.digest);
+      // The index's descriptor may name another type than the child really has.
+      if (!accepts(request.accept, served.mediaType)) throw notAcceptable(this.name, reference, entry.mediaType, request.accept);
+    }
+    const { digest, mediaType, payload } = served;
     return warnings ? { digest, mediaType, payload, warnings } : { digest, mediaType, payload };
   }
 
-  private async byDigest(digest: Digest, request: ManifestRequest): Promise<ManifestContent> {
-    const reference: Reference = { kind: 'digest', digest, value: digest.value };
-    const cached = await this.stored(digest);
-    if (cached !== undefined) return this.serve(cached, reference, request);
-    const fetched = await this.fetch(digest.value, request);
-    if (fetched.digest.value !== digest.value) {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.ctx.upstream.name} sent a manifest that does not match its digest`, {
-        detail: { expected: digest.value, actual: fetched.digest.value },
-      });
-    }
-    return this.serve(fetched, reference, request);
-  }
-
-  private async byTag(tag: Tag, request: ManifestRequest): Promise<ManifestContent> {
-    const reference: Reference = { kind: 'tag', tag, value: tag };
+  private async byTag(reference: Reference & { kind: 'tag' }, request: ManifestRequest): Promise<ManifestContent> {
     const { ctx } = this;
-    const key = `${this.name}:${tag}`;
-    const known = ctx.hotTags.get(key) ?? (await this.knownTag(tag));
+    const { tag } = reference;
+    const known = ctx.hotTags.get(`${this.name}:${tag}`) ?? (await this.knownTag(tag));
     const cached = known === undefined ? undefined : await this.stored(known.digest);
-    if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.policy.tagTtlMs && accepts(request.accept, cached.mediaType)) {
-      return this.serve(cached, reference, request);
+    if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.policy.tagTtlMs) {
+      return this.answer(reference, cached, request);
     }
+    let entry: HotManifest;
     try {
-      const entry = await this.refreshTag(tag, request, cached);
-      return this.serve(entry, reference, request);
+      entry = await this.refreshTag(tag, cached);
     } catch (err) {
-      const outage = err instanceof RegistryError && ['UNAVAILABLE', 'UPSTREAM_ERROR', 'TOOMANYREQUESTS'].includes(err.code);
+      const outage = err instanceof RegistryError && OUTAGES.has(err.code);
       if (!outage || cached === undefined) throw err;
       ctx.log.warn({ repository: this.name, tag, upstream: ctx.upstream.name, reason: err.message }, 'serving a stale tag: upstream unavailable');
-      return this.serve(cached, reference, request, [staleWarning(ctx.upstream.name, err.code)]);
+      return this.answer(reference, cached, request, [staleWarning(ctx.upstream.name, err.code)]);
     }
+    return this.answer(reference, entry, request);
   }
 
   /** The tag as last recorded in metadata, else as found in storage (never confirmed: checkedAt 0). */
@@ -111,16 +134,28 @@ export class ProxyManifests implements ManifestService {
     return digest === undefined ? undefined : { digest: digest.value, checkedAt: 0 };
   }
 
+  /** One refresh per tag at a time; everyone asking meanwhile shares its answer. */
+  private refreshTag(tag: Tag, cached: HotManifest | undefined): Promise<HotManifest> {
+    const { refreshes } = this.ctx;
+    const key = `${this.name}:${tag}`;
+    let running = refreshes.get(key);
+    if (running === undefined) {
+      running = this.askUpstream(tag, cached).finally(() => refreshes.delete(key));
+      refreshes.set(key, running);
+    }
+    return running;
+  }
+
   /** Asks the upstream what the tag points at now; fetches only what is not stored. */
-  private async refreshTag(tag: Tag, request: ManifestRequest, cached: HotManifest | undefined): Promise<HotManifest> {
+  private async askUpstream(tag: Tag, cached: HotManifest | undefined): Promise<HotManifest> {
     const { ctx } = this;
-    const head = await ctx.upstream.request({ method: 'HEAD', repository: this.name, kind: 'manifests', reference: tag, headers: this.acceptHeader(request) });
+    const head = await ctx.upstream.request({ method: 'HEAD', repository: this.name, kind: 'manifests', reference: tag, headers: FULL_ACCEPT });
     discard(head);
     if (head.status !== 200) throw this.failure(head, tag);
     const announced = tryParseDigest(head.headers['docker-content-digest'] ?? '');
     let entry = announced === undefined ? undefined : cached?.digest.value === announced.value ? cached : await this.stored(announced);
     // Schema1 signatures differ from fetch to fetch: a GET collects the upstream's current ones.
-    if (entry === undefined || entry.mediaType === MediaType.DockerSchema1Signed) entry = await this.fetch(tag, request);
+    if (entry === undefined || entry.mediaType === MediaType.DockerSchema1Signed) entry = await this.fetch({ kind: 'tag', tag, value: tag });
     await this.recordTag(tag, entry.digest);
     return entry;
   }
@@ -133,22 +168,27 @@ export class ProxyManifests implements ManifestService {
     ctx.hotTags.set(`${this.name}:${tag}`, state);
   }
 
-  private acceptHeader(request: ManifestRequest): Record<string, string> {
-    const wanted = request.accept.filter((type) => (MANIFEST_MEDIA_TYPES as readonly string[]).includes(type));
-    return { Accept: (wanted.length > 0 ? wanted : MANIFEST_MEDIA_TYPES).join(', ') };
-  }
-
   private failure(response: UpstreamResponse, reference: string): RegistryError {
     return upstreamError(this.ctx.upstream.name, response.status, response.headers, () => manifestUnknown(this.name, reference));
   }
 
-  /** GETs a manifest from the upstream, verifies and stores it, links the revision. */
-  private async fetch(reference: string, request: ManifestRequest): Promise<HotManifest> {
+  private mismatch(what: string, expected: string, actual: string): RegistryError {
+    return new RegistryError('UPSTREAM_ERROR', `upstream ${this.ctx.upstream.name} sent a manifest that does not match ${what}`, {
+      detail: { expected, actual },
+    });
+  }
+
+  /**
+   * GETs a manifest from the upstream as a fully capable client, checks it
+   * against the digest asked for and the one announced, and only then stores
+   * it and links the revision.
+   */
+  private async fetch(reference: Reference): Promise<HotManifest> {
     const { ctx } = this;
-    const response = await ctx.upstream.request({ method: 'GET', repository: this.name, kind: 'manifests', reference, headers: this.acceptHeader(request) });
+    const response = await ctx.upstream.request({ method: 'GET', repository: this.name, kind: 'manifests', reference: reference.value, headers: FULL_ACCEPT });
     if (response.status !== 200) {
       discard(response);
-      throw this.failure(response, reference);
+      throw this.failure(response, reference.value);
     }
     const document = await readBody(response, MAX_MANIFEST_SIZE, 'manifest');
     const contentType = response.headers['content-type']?.split(';')[0]?.trim();
@@ -158,36 +198,35 @@ export class ProxyManifests implements ManifestService {
     } catch (err) {
       throw new RegistryError('UPSTREAM_ERROR', `upstream ${ctx.upstream.name} sent an invalid manifest: ${(err as Error).message}`, { cause: err });
     }
-    if (mediaType === MediaType.DockerSchema1Signed) return this.fetchedSchema1(reference, document, response.headers['docker-content-digest']);
-    const payload = document;
-    const digest = digestOf(payload);
-    const announced = response.headers['docker-content-digest'];
-    if (announced !== undefined && announced !== digest.value && announced.startsWith('sha256:')) {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${ctx.upstream.name} sent a manifest whose content does not match its Docker-Content-Digest`, {
-        detail: { announced, actual: digest.value },
-      });
+    const announced = tryParseDigest(response.headers['docker-content-digest'] ?? '');
+    const expected = reference.kind === 'digest' ? reference.digest : announced;
+    if (mediaType === MediaType.DockerSchema1Signed) return this.fetchedSchema1(reference, document, expected);
+    const digest = digestOf(document, expected?.algorithm ?? 'sha256');
+    if (reference.kind === 'digest' && digest.value !== reference.digest.value) throw this.mismatch('its digest', reference.digest.value, digest.value);
+    if (announced !== undefined && digestOf(document, announced.algorithm).value !== announced.value) {
+      throw this.mismatch('its Docker-Content-Digest', announced.value, digestOf(document, announced.algorithm).value);
     }
-    await ctx.local.storage.blobs.put(payload);
+    await ctx.local.storage.blobs.put(document, digest.algorithm);
     await ctx.local.storage.revisions.link(this.name, digest);
-    const entry = { digest, mediaType, payload };
-    ctx.hotManifests.set(`${this.name}@${digest.value}`, entry);
-    ctx.log.info({ repository: this.name, reference, digest: digest.value, mediaType, upstream: ctx.upstream.name }, 'manifest cached');
-    return entry;
+    ctx.log.info({ repository: this.name, reference: reference.value, digest: digest.value, mediaType, upstream: ctx.upstream.name }, 'manifest cached');
+    return this.remember({ digest, mediaType, payload: document });
   }
 
-  /** A schema1 signed manifest: verified, payload and signatures stored apart, served with every signature known. */
-  private async fetchedSchema1(reference: string, document: Buffer, announced: string | undefined): Promise<HotManifest> {
+  /** A schema1 signed manifest: verified, checked, then payload and signatures stored apart, served with every signature known. */
+  private async fetchedSchema1(reference: Reference, document: Buffer, expected: Digest | undefined): Promise<HotManifest> {
     const { ctx } = this;
-    const { digest, added } = await ctx.local.storage.schema1.ingest(this.name, document);
-    if (announced !== undefined && announced !== digest.value && announced.startsWith('sha256:')) {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${ctx.upstream.name} sent a schema1 manifest whose payload does not match its Docker-Content-Digest`, {
-        detail: { announced, actual: digest.value },
-      });
+    let ingested;
+    try {
+      ingested = await ctx.local.storage.schema1.ingest(this.name, document, expected);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'DIGEST_INVALID') {
+        throw new RegistryError('UPSTREAM_ERROR', `upstream ${ctx.upstream.name} sent a schema1 manifest whose payload does not match its digest`, { cause: err });
+      }
+      throw err;
     }
+    const { digest, added } = ingested;
     const { mediaType, payload } = await ctx.local.storage.servableManifest(this.name, digest);
-    const entry = { digest, mediaType, payload };
-    ctx.hotManifests.set(`${this.name}@${digest.value}`, entry);
-    ctx.log.info({ repository: this.name, reference, digest: digest.value, signaturesAdded: added, upstream: ctx.upstream.name }, 'schema1 manifest cached');
-    return entry;
+    ctx.log.info({ repository: this.name, reference: reference.value, digest: digest.value, signaturesAdded: added, upstream: ctx.upstream.name }, 'schema1 manifest cached');
+    return this.remember({ digest, mediaType, payload });
   }
 }

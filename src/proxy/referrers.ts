@@ -54,7 +54,9 @@ export class ProxyReferrers implements ReferrerService {
       try {
         remote = await this.fetch(subject);
         ctx.hotReferrers.set(key, remote);
-        await ctx.metadata.setReferrers(ctx.upstream.name, this.name, subject.value, remote);
+        // "No referrers API and no fallback tag" is remembered in memory only (bounded), not in the
+        // shared store: every subject a client ever probed would otherwise stay there forever.
+        if (remote.found) await ctx.metadata.setReferrers(ctx.upstream.name, this.name, subject.value, remote);
       } catch (err) {
         if (!(err instanceof RegistryError && OUTAGES.has(err.code)) || (cached === undefined && local.length === 0)) throw err;
         ctx.log.warn({ repository: this.name, subject: subject.value, reason: err.message }, 'serving cached referrers: upstream unavailable');

@@ -22,6 +22,12 @@ export function discard(response: UpstreamResponse): void {
   response.body.on('error', () => undefined);
 }
 
+/** Gives up a body we will not read (a blob): its connection is closed rather than drained. */
+export function abandon(response: UpstreamResponse): void {
+  response.body.on('error', () => undefined);
+  response.body.destroy();
+}
+
 /** Maps a non-2xx upstream answer to the error the client should see. */
 export function upstreamError(
   upstream: string,

@@ -14,9 +14,13 @@ import type { BlobBody, BlobDescriptor } from '../registry/services.js';
 import type { ByteRange, FileWriter, StorageDriver } from './driver.js';
 import { isPathNotFound } from './driver.js';
 import { pathFor } from './paths.js';
+import type { ReferenceWatch } from './references.js';
 
 export class BlobStore {
-  constructor(readonly driver: StorageDriver) {}
+  constructor(
+    readonly driver: StorageDriver,
+    private readonly references?: ReferenceWatch,
+  ) {}
 
   async stat(digest: Digest): Promise<BlobDescriptor | undefined> {
     const info = await this.driver.stat(pathFor({ kind: 'blobData', digest }));
@@ -56,18 +60,27 @@ export class BlobStore {
   /** Stores small content whole (manifests, signatures); its digest is computed here. */
   async put(content: Buffer, algorithm: Digest['algorithm'] = 'sha256'): Promise<BlobDescriptor> {
     const digest = digestOf(content, algorithm);
+    this.references?.referenced(digest);
     const existing = await this.stat(digest);
     if (existing === undefined) await this.driver.putContent(pathFor({ kind: 'blobData', digest }), content);
     return { digest, size: content.byteLength, mediaType: MediaType.OctetStream };
   }
 
-  /** Starts a verified write of a blob whose digest is known in advance. */
-  async begin(repository: RepositoryName, expected: Digest): Promise<BlobIngest> {
-    const id = randomUUID();
+  /**
+   * Starts a verified write of a blob whose digest is known in advance, in
+   * the upload session `id` (Distribution's `_uploads/<id>/` with its
+   * `startedat`). If the session cannot be set up, nothing of it is left.
+   */
+  async begin(repository: RepositoryName, expected: Digest, id: string = randomUUID()): Promise<BlobIngest> {
     const uploadDir = pathFor({ kind: 'uploadDir', name: repository, id });
-    await this.driver.putContent(pathFor({ kind: 'uploadStartedAt', name: repository, id }), new Date().toISOString());
-    const writer = await this.driver.writer(pathFor({ kind: 'uploadData', name: repository, id }));
-    return new BlobIngest(this.driver, uploadDir, writer, expected);
+    try {
+      await this.driver.putContent(pathFor({ kind: 'uploadStartedAt', name: repository, id }), new Date().toISOString());
+      const writer = await this.driver.writer(pathFor({ kind: 'uploadData', name: repository, id }));
+      return new BlobIngest(this.driver, uploadDir, writer, expected);
+    } catch (err) {
+      await this.driver.delete(uploadDir).catch(() => undefined);
+      throw err;
+    }
   }
 }
 

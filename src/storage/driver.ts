@@ -69,6 +69,17 @@ export interface StorageDriver {
   move(source: string, destination: string): Promise<void>;
   /** Deletes a file or a whole directory tree. Throws PathNotFoundError. */
   delete(path: string): Promise<void>;
+  /**
+   * Removes the driver's own scratch files (temp files of atomic writes) that
+   * runs which are over left behind. Optional: a driver whose writes are
+   * atomic by nature has none.
+   */
+  recover?(): Promise<ScratchReport>;
+}
+
+export interface ScratchReport {
+  files: number;
+  bytes: number;
 }
 
 export class PathNotFoundError extends Error {

@@ -1,11 +1,16 @@
 /**
  * Filesystem storage driver: the layout lives under one root directory,
- * exactly where Distribution's filesystem driver puts it. Writes go to a
- * uniquely named temp file beside the destination and become visible by
- * rename(2), so a reader never sees a half-written file.
+ * exactly where Distribution's filesystem driver puts it. Small writes go to
+ * a temp file and become visible by rename(2), so a reader never sees a
+ * half-written file. Temp files live outside the layout, in
+ * `<root>/.stevedore/tmp/` (Distribution never looks there), named after the
+ * run that writes them: no listing of the layout can ever show one, and a
+ * restart removes what a killed run left there without walking the tree.
+ * (The root must be one filesystem, as rename(2) needs.)
  */
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { once } from 'node:events';
@@ -17,18 +22,65 @@ import {
   type FileInfo,
   type FileWriter,
   PathNotFoundError,
+  type ScratchReport,
   type StorageDriver,
 } from './driver.js';
+import { isDeadOwner, OWNER, ownerOf } from './owner.js';
 
 const isNotFound = (err: unknown): boolean =>
   typeof err === 'object' && err !== null && ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '');
 
-const tempName = (path: string): string => `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+/** A temp file nobody renamed within this long is garbage, whoever wrote it: writes take milliseconds. */
+const ABANDONED_TEMP_MS = 60 * 60 * 1000;
 
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
+  /** Where temp files are written before they are renamed into place. */
+  readonly scratchDirectory: string;
 
-  constructor(readonly rootDirectory: string) {}
+  constructor(readonly rootDirectory: string) {
+    this.scratchDirectory = join(rootDirectory, '.stevedore', 'tmp');
+  }
+
+  /** Opens a fresh temp file for writing, creating the scratch directory when it is missing. */
+  private async openTemp(): Promise<{ temp: string; handle: FileHandle }> {
+    const temp = join(this.scratchDirectory, `${OWNER}-${randomBytes(8).toString('hex')}`);
+    try {
+      return { temp, handle: await open(temp, 'wx') };
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await mkdir(this.scratchDirectory, { recursive: true });
+      return { temp, handle: await open(temp, 'wx') };
+    }
+  }
+
+  /** Removes temp files of runs that are over (see owner.ts) and any older than an hour. */
+  async recover(): Promise<ScratchReport> {
+    const report: ScratchReport = { files: 0, bytes: 0 };
+    let names: string[];
+    try {
+      names = await readdir(this.scratchDirectory);
+    } catch (err) {
+      if (isNotFound(err)) return report;
+      throw err;
+    }
+    const now = Date.now();
+    for (const name of names) {
+      const path = join(this.scratchDirectory, name);
+      const info = await stat(path).catch(() => undefined);
+      if (info === undefined || !info.isFile()) continue;
+      const owner = ownerOf(name);
+      if (!(owner !== undefined && isDeadOwner(owner)) && now - info.mtimeMs < ABANDONED_TEMP_MS) continue;
+      await unlink(path).then(
+        () => {
+          report.files += 1;
+          report.bytes += info.size;
+        },
+        () => undefined,
+      );
+    }
+    return report;
+  }
 
   private full(path: string): string {
     return join(this.rootDirectory, checkPath(path));
@@ -46,15 +98,14 @@ export class FilesystemDriver implements StorageDriver {
   async putContent(path: string, content: Uint8Array | string): Promise<void> {
     const target = this.full(path);
     await mkdir(dirname(target), { recursive: true });
-    const temp = tempName(target);
-    const handle = await open(temp, 'w');
+    const { temp, handle } = await this.openTemp();
     try {
-      await handle.writeFile(content);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
+      try {
+        await handle.writeFile(content);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
       await rename(temp, target);
     } catch (err) {
       await unlink(temp).catch(() => undefined);
@@ -120,7 +171,7 @@ export class FilesystemDriver implements StorageDriver {
   async list(path: string): Promise<string[]> {
     try {
       const entries = await readdir(this.full(path));
-      return entries.filter((name) => !name.includes('.tmp-')).sort();
+      return entries.sort();
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(path);
       throw err;

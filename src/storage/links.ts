@@ -7,6 +7,7 @@ import { type Digest, tryParseDigest } from '../registry/digest.js';
 import type { RepositoryName } from '../registry/names.js';
 import { isPathNotFound, type StorageDriver } from './driver.js';
 import { pathFor, type PathSpec } from './paths.js';
+import type { ReferenceWatch } from './references.js';
 
 export type LinkKind = 'layerLink' | 'revisionLink';
 
@@ -14,6 +15,7 @@ export class LinkStore {
   constructor(
     private readonly driver: StorageDriver,
     private readonly kind: LinkKind,
+    private readonly references?: ReferenceWatch,
   ) {}
 
   private path(name: RepositoryName, digest: Digest): string {
@@ -26,6 +28,7 @@ export class LinkStore {
   }
 
   async link(name: RepositoryName, digest: Digest): Promise<void> {
+    this.references?.referenced(digest);
     await this.driver.putContent(this.path(name, digest), digest.value);
   }
 

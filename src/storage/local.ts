@@ -6,7 +6,9 @@ import { LRUCache } from 'lru-cache';
 import { blobUnknown, manifestUnknown, RegistryError } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
 import { parseManifest } from '../registry/manifest.js';
-import { accepts, MediaType } from '../registry/mediatypes.js';
+import { MediaType } from '../registry/mediatypes.js';
+import { negotiate, notAcceptable } from '../registry/negotiate.js';
+import type { Platform } from '../registry/manifest.js';
 import type { RepositoryName } from '../registry/names.js';
 import { type RangeSpec, resolveRange } from '../registry/range.js';
 import type { Reference } from '../registry/reference.js';
@@ -29,10 +31,13 @@ import { LocalReferrers, type SubjectInfo } from './referrers.js';
 import { Schema1Store } from './schema1.js';
 import { SignatureStore } from './signatures.js';
 import { TagStore } from './tags.js';
+import { ReferenceWatch } from './references.js';
 
 export interface LocalRegistryOptions {
   /** Bytes of manifest payloads kept in memory (content-addressed, so never stale). */
   manifestCacheBytes?: number;
+  /** The child of an index served to a client that cannot take the index (by tag); default linux/amd64. */
+  platform?: Platform;
 }
 
 interface CachedManifest {
@@ -47,20 +52,26 @@ export class LocalStorage {
   readonly revisions: LinkStore;
   readonly tags: TagStore;
   readonly schema1: Schema1Store;
+  readonly signatures: SignatureStore;
+  /** Digests referenced while a sweep runs (see references.ts). */
+  readonly references = new ReferenceWatch();
   /** Manifest payloads by digest. */
   readonly manifestCache: LRUCache<string, CachedManifest>;
   /** What each manifest refers to (its subject), by digest: content-addressed, never stale. */
   readonly subjects = new LRUCache<string, SubjectInfo>({ max: 100_000 });
+  readonly platform: Platform;
 
   constructor(
     readonly driver: StorageDriver,
     options: LocalRegistryOptions = {},
   ) {
-    this.blobs = new BlobStore(driver);
-    this.layers = new LinkStore(driver, 'layerLink');
-    this.revisions = new LinkStore(driver, 'revisionLink');
+    this.platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
+    this.blobs = new BlobStore(driver, this.references);
+    this.layers = new LinkStore(driver, 'layerLink', this.references);
+    this.revisions = new LinkStore(driver, 'revisionLink', this.references);
     this.tags = new TagStore(driver);
-    this.schema1 = new Schema1Store(this.blobs, this.revisions, new SignatureStore(driver, this.blobs));
+    this.signatures = new SignatureStore(driver, this.blobs);
+    this.schema1 = new Schema1Store(this.blobs, this.revisions, this.signatures);
     this.manifestCache = new LRUCache<string, CachedManifest>({
       maxSize: options.manifestCacheBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (entry) => entry.payload.byteLength + 256,
@@ -166,22 +177,13 @@ export class LocalManifests implements ManifestService {
   async get(reference: Reference, request: ManifestRequest): Promise<ManifestContent> {
     const digest = await this.resolve(reference);
     if (digest === undefined) throw manifestUnknown(this.name, reference.value);
-    const { mediaType, payload } = await this.storage.servableManifest(this.name, digest);
-    checkAcceptable(this.name, reference, mediaType, request.accept);
-    return { digest, mediaType, payload };
+    const stored = await this.storage.servableManifest(this.name, digest);
+    const decision = negotiate(this.name, reference, stored, request.accept, this.storage.platform);
+    if (decision.kind === 'stored') return { digest, ...stored };
+    const child = decision.descriptor.digest;
+    if (!(await this.storage.revisions.has(this.name, child))) throw notAcceptable(this.name, reference, stored.mediaType, request.accept);
+    return { digest: child, ...(await this.storage.servableManifest(this.name, child)) };
   }
-}
-
-/**
- * A client that cannot take the stored type gets MANIFEST_UNKNOWN (404, what
- * Distribution answers an OCI-unaware client) with the reason, never bytes
- * it cannot parse: manifests are never converted, so digests never change.
- */
-export function checkAcceptable(name: string, reference: Reference, mediaType: string, accept: readonly string[]): void {
-  if (accepts(accept, mediaType)) return;
-  throw new RegistryError('MANIFEST_UNKNOWN', `manifest is of type ${mediaType}, which the request's Accept header does not list`, {
-    detail: { name, reference: reference.value, mediaType, accepted: accept.slice(0, 16) },
-  });
 }
 
 export class LocalTags implements TagService {

@@ -9,6 +9,7 @@
  */
 import { exportJWK, generateKeyPair } from 'jose';
 import type { Digest } from '../registry/digest.js';
+import { digestInvalid } from '../registry/errors.js';
 import type { RepositoryName } from '../registry/names.js';
 import {
   buildPrettySignature,
@@ -36,10 +37,17 @@ export class Schema1Store {
     private readonly signatures: SignatureStore,
   ) {}
 
-  /** Verifies every signature (refusing the whole document if one fails), then stores payload and signatures apart. */
-  async ingest(name: RepositoryName, document: Buffer): Promise<IngestedSchema1> {
+  /**
+   * Verifies every signature (refusing the whole document if one fails) and,
+   * when given, that the payload has the `expected` digest (DIGEST_INVALID);
+   * only then stores payload and signatures apart.
+   */
+  async ingest(name: RepositoryName, document: Buffer, expected?: Digest): Promise<IngestedSchema1> {
     const parsed = parseSignedManifest(document);
     await verifySignatures(parsed);
+    if (expected !== undefined && expected.value !== parsed.digest.value) {
+      throw digestInvalid(expected.value, `the schema1 payload hashes to ${parsed.digest.value}`);
+    }
     await this.blobs.put(parsed.canonical);
     await this.revisions.link(name, parsed.digest);
     let added = 0;

@@ -14,11 +14,21 @@
  * Error answers are read into memory before they are returned (first 64 KiB
  * kept) so their sockets go back to the pool; only a 2xx GET body streams.
  *
- * Network errors and timeouts become RegistryError UNAVAILABLE and count
- * against the circuit breaker, as do 5xx answers (which are still returned:
- * the caller decides). While the breaker is open requests fail fast.
+ * The circuit breaker judges the upstream, not one object of it:
+ * - network errors and timeouts (RegistryError UNAVAILABLE), and 5xx answers
+ *   of the token endpoint, count as failures;
+ * - a 5xx answer about one object (a manifest, a blob; Docker Hub's CDN
+ *   sends an occasional one) is that object's failure: the request is tried
+ *   once more after a short backoff and the answer passed on. It also makes
+ *   the client look at the registry base (`GET /v2/`, at most once per
+ *   BASE_CHECK_INTERVAL_MS): a 5xx or a network failure there counts against
+ *   the breaker, any other answer for it;
+ * - any other answer counts for the upstream.
+ * While the breaker is open, requests fail fast except one probe per
+ * `failTimeoutMs`, whose success closes it.
  */
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { RegistryError } from '../registry/errors.js';
@@ -78,6 +88,14 @@ type Scheme = { kind: 'basic' } | { kind: 'bearer'; realm: string; service?: str
 const MAX_BUFFERED_BODY = 64 * 1024;
 /** Beyond this, an error body is not worth reading just to reuse the socket. */
 const MAX_DRAINED_BODY = 1024 * 1024;
+/** Statuses about one object that are worth one more try. */
+const RETRIED_STATUSES = new Set([500, 502, 503, 504]);
+/** The backoff before that try, unless the upstream's Retry-After asks for more (up to RETRY_AFTER_MAX_MS). */
+const RETRY_BACKOFF_MS = 250;
+const RETRY_AFTER_MAX_MS = 2_000;
+/** How often a failing object makes the client check the registry base. */
+const BASE_CHECK_INTERVAL_MS = 5_000;
+
 /** Headers a caller may not pass through: ours to set, or the client's own credentials. */
 const HOP_HEADERS = new Set(['authorization', 'host', 'connection', 'content-length', 'transfer-encoding', 'user-agent', 'cookie']);
 
@@ -91,6 +109,8 @@ export class UpstreamClient {
   private readonly userAgent: string;
   private readonly basic: string | undefined;
   private scheme: Scheme | undefined;
+  private lastBaseCheck = Number.NEGATIVE_INFINITY;
+  private baseCheck: Promise<void> | undefined;
 
   constructor(private readonly options: UpstreamClientOptions) {
     this.base = new URL(options.url.replace(/\/+$/, ''));
@@ -145,9 +165,18 @@ export class UpstreamClient {
       });
     }
     try {
-      const exchange = await this.exchange(req, repository, url);
-      if (exchange.status >= 500) this.breaker.failure(`status ${exchange.status}`, permit);
-      else this.breaker.success(permit);
+      let exchange = await this.exchange(req, repository, url);
+      if (RETRIED_STATUSES.has(exchange.status)) {
+        // One object's failure, not the upstream's: one more try after a short backoff, then pass it on.
+        const delay = retryDelay((await this.buffered(exchange)).headers['retry-after']);
+        this.log.debug({ status: exchange.status, kind: req.kind, reference: req.reference, delayMs: delay }, 'upstream object request failed; trying once more');
+        await sleep(delay, undefined, signalOption(req.signal));
+        exchange = await this.exchange(req, repository, url);
+      }
+      if (exchange.status >= 500) {
+        this.breaker.release(permit);
+        this.checkBase();
+      } else this.breaker.success(permit);
       return await this.finish(req.method, exchange, url);
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'UNAVAILABLE') this.breaker.failure(err.message, permit);
@@ -157,7 +186,34 @@ export class UpstreamClient {
     }
   }
 
+  /**
+   * Asks the registry base (`GET /v2/`) whether the upstream itself is
+   * failing, in the background and at most once per BASE_CHECK_INTERVAL_MS:
+   * a 5xx or a network failure there counts against the breaker.
+   */
+  private checkBase(): void {
+    const now = (this.options.now ?? Date.now)();
+    if (this.baseCheck !== undefined || now - this.lastBaseCheck < BASE_CHECK_INTERVAL_MS) return;
+    this.lastBaseCheck = now;
+    const permit = this.breaker.allow();
+    if (permit === undefined) return;
+    const base = new URL(`${this.base.pathname.replace(/\/$/, '')}/v2/`, this.base);
+    this.baseCheck = this.send(base, 'GET', { 'user-agent': this.userAgent }, undefined)
+      .then(
+        async (exchange) => {
+          await this.buffered(exchange);
+          if (exchange.status >= 500) this.breaker.failure(`registry base answered ${exchange.status}`, permit);
+          else this.breaker.success(permit);
+        },
+        (err: unknown) => this.breaker.failure(err instanceof Error ? err.message : 'base check failed', permit),
+      )
+      .finally(() => {
+        this.baseCheck = undefined;
+      });
+  }
+
   async close(): Promise<void> {
+    await this.baseCheck;
     this.tokens.clear();
     if (this.ownsDispatcher) await this.dispatcher.close();
   }
@@ -281,6 +337,13 @@ export class UpstreamClient {
     const { data } = await readLimited(exchange.body, MAX_BUFFERED_BODY, MAX_DRAINED_BODY);
     return { ...exchange, body: Readable.from(data.length === 0 ? [] : [data]) };
   }
+}
+
+/** The wait before retrying an object: a short backoff, or the upstream's Retry-After when it is short. */
+function retryDelay(retryAfter: string | undefined): number {
+  const seconds = Number(retryAfter);
+  if (retryAfter === undefined || !Number.isFinite(seconds) || seconds < 0) return RETRY_BACKOFF_MS;
+  return Math.min(Math.max(seconds * 1000, RETRY_BACKOFF_MS), RETRY_AFTER_MAX_MS);
 }
 
 function withAuthorization(headers: Record<string, string>, authorization: string | undefined): Record<string, string> {

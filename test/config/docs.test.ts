@@ -25,6 +25,7 @@ const TYPE_WORDS: Record<Kind, string> = {
   bool: 'boolean',
   int: 'integer',
   duration: 'duration',
+  size: 'size',
   url: 'URL',
   enum: 'one of',
   map: 'mapping',

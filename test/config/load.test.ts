@@ -38,16 +38,18 @@ t.test('the embedded default is a Docker Hub mirror under ./data', async (t) => 
   t.same(config.log, { level: 'info', formatter: 'json', accesslog: true });
   t.same(config.http, { addr: ':5000', host: '', port: 5000, prefix: '' });
   t.same(config.storage.filesystem, { rootdirectory: './data' });
-  t.same(config.metadata, { store: 'memory', namespace: 'stevedore' });
-  t.same(config.cache, { manifests: { maxEntries: 10000 }, descriptors: { maxEntries: 100000 } });
+  t.same(config.metadata, { store: 'memory', namespace: 'stevedore', maxSize: 64 * 1024 * 1024 });
+  t.same(config.cache, { manifests: { maxEntries: 10000, maxSize: 64 * 1024 * 1024 }, descriptors: { maxEntries: 100000 } });
+  t.same(config.defaultPlatform, { os: 'linux', architecture: 'amd64' });
   t.same(config.proxy, {
     name: 'default',
     url: 'https://registry-1.docker.io',
     ttlMs: 168 * 3_600_000,
     tagTtlMs: 300_000,
     dockerHub: true,
-    timeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 60_000 },
+    timeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 15_000, resumeMs: 30_000, fillWaitMs: 20_000 },
     tlsVerify: true,
+    breaker: { maxFails: 3, probeIntervalMs: 10_000 },
   });
   t.equal(config.auth, undefined);
 });
@@ -108,8 +110,9 @@ proxy:
     ttlMs: 168 * 3_600_000,
     tagTtlMs: 300_000,
     dockerHub: true,
-    timeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 60_000 },
+    timeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 15_000, resumeMs: 30_000, fillWaitMs: 20_000 },
     tlsVerify: true,
+    breaker: { maxFails: 3, probeIntervalMs: 10_000 },
   });
   t.same(config.storage, {
     driver: 'filesystem',
@@ -161,11 +164,13 @@ proxy:
   remoteurl: http://registry.internal:5000
   ttl: 0
   tagttl: 30s
-  timeouts: {connect: 1s, headers: 2s, body: 3s}
+  timeouts: {connect: 1s, headers: 2s, body: 3s, resume: 4s, fillwait: 5s}
+  breaker: {maxfails: 7, probeinterval: 2s}
   cabundle: /ca.pem
   tlsverify: false
-metadata: {store: redis, url: "redis://:secret@cache:6379/2", namespace: mirror}
-cache: {manifests: {maxentries: 5}, descriptors: {maxentries: 6}}
+metadata: {store: redis, url: "redis://:secret@cache:6379/2", namespace: mirror, maxsize: 2MiB}
+cache: {manifests: {maxentries: 5, maxsize: 1.5MB}, descriptors: {maxentries: 6}}
+defaultplatform: linux/arm64/v8
 `);
   t.same(config.log, { level: 'debug', formatter: 'text', accesslog: false });
   t.same(config.http, {
@@ -187,12 +192,14 @@ cache: {manifests: {maxentries: 5}, descriptors: {maxentries: 6}}
     ttlMs: 0,
     tagTtlMs: 30_000,
     dockerHub: false,
-    timeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 3000 },
+    timeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 3000, resumeMs: 4000, fillWaitMs: 5000 },
     caBundle: '/ca.pem',
     tlsVerify: false,
+    breaker: { maxFails: 7, probeIntervalMs: 2000 },
   });
-  t.same(config.metadata, { store: 'redis', url: 'redis://:secret@cache:6379/2', namespace: 'mirror' });
-  t.same(config.cache, { manifests: { maxEntries: 5 }, descriptors: { maxEntries: 6 } });
+  t.same(config.metadata, { store: 'redis', url: 'redis://:secret@cache:6379/2', namespace: 'mirror', maxSize: 2 * 1024 * 1024 });
+  t.same(config.cache, { manifests: { maxEntries: 5, maxSize: 1_500_000 }, descriptors: { maxEntries: 6 } });
+  t.same(config.defaultPlatform, { os: 'linux', architecture: 'arm64', variant: 'v8' });
   t.equal(config.auth, undefined);
   t.same(
     notices.map((n) => n.path),

@@ -35,7 +35,7 @@ for (const backend of backends(t.testdir())) {
     const namespace = `test-${randomUUID()}`
     const config = { store: backend.store, namespace, ...(backend.url ? { url: backend.url } : {}), ...(backend.path ? { path: backend.path } : {}) }
     let clock = 5000
-    const first = new MetadataStore({ store: await openMetadataBackend(config), namespace, now: () => clock })
+    const first = new MetadataStore({ store: await openMetadataBackend({ ...config, maxSize: 1024 * 1024 }), namespace, now: () => clock })
     t.equal(await first.getTag('up', 'team/app', 'v1'), undefined, 'unknown tag')
     const state = await first.setTag('up', 'team/app', 'v1', 'sha256:aaa')
     t.same(state, { digest: 'sha256:aaa', checkedAt: 5000 })
@@ -47,7 +47,7 @@ for (const backend of backends(t.testdir())) {
     await first.close()
     if (backend.store === 'memory') return
 
-    const second = new MetadataStore({ store: await openMetadataBackend(config), namespace })
+    const second = new MetadataStore({ store: await openMetadataBackend({ ...config, maxSize: 1024 * 1024 }), namespace })
     t.same(await second.getTag('up', 'team/app', 'v1'), state, 'another instance sees the tag')
     t.equal(await second.lastAccess('sha256:bbb'), 9000, 'and the access time')
     await second.close()

@@ -121,19 +121,56 @@ t.test('(e) unreachable upstream: UNAVAILABLE, then the breaker opens and fails 
   t.notOk(log.lines.join('\n').includes(PASSWORD));
 });
 
-t.test('5xx answers count against the breaker but are returned; 429 does not count', async (t) => {
+t.test('a 5xx about one object is tried once more and passed on; only a failing base takes the upstream offline', async (t) => {
   let status = 429;
-  const fake = await startFake(t, (_req, res) => send(res, status, '', { 'retry-after': '7' }));
-  const { client } = makeClient(t, fake.url);
+  let base = 200;
+  const fake = await startFake(t, (req, res) => {
+    if (req.url === '/v2/') return send(res, base, '{}');
+    send(res, status, '', status === 429 ? { 'retry-after': '7' } : {});
+  });
+  const clock = { now: 1_000_000 };
+  const { client, log } = makeClient(t, fake.url, { breaker: { maxFails: 2, failTimeoutMs: 10_000 }, now: () => clock.now });
   const req = { method: 'GET', repository: 'a', kind: 'manifests', reference: 'latest' } as const;
+  const objects = (): number => fake.seen.filter((s) => s.url !== '/v2/').length;
+  const baseChecks = (): number => fake.seen.filter((s) => s.url === '/v2/').length;
+  const settled = async (want: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 5_000;
+    while (!want() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+  };
+
   for (let i = 0; i < 4; i++) t.equal((await client.request(req)).status, 429);
-  t.notOk(client.isOffline());
-  t.equal((await client.request(req)).headers['retry-after'], '7');
+  t.equal((await client.request(req)).headers['retry-after'], '7', '429 is passed on with Retry-After');
+  t.equal(objects(), 5, '429 is not retried');
+  t.notOk(client.isOffline(), '429 is no failure of the upstream');
+
   status = 503;
-  for (let i = 0; i < 3; i++) t.equal((await client.request(req)).status, 503, 'the caller decides what a 5xx means');
-  t.ok(client.isOffline());
-  await t.rejects(client.request(req), { code: 'UNAVAILABLE' });
-  t.equal(fake.seen.length, 8);
+  for (let i = 0; i < 5; i++) {
+    t.equal((await client.request(req)).status, 503, 'a 5xx is passed on: the caller decides what it means');
+    clock.now += 6_000;
+    await settled(() => baseChecks() >= i + 1);
+  }
+  t.equal(objects(), 5 + 10, 'each 5xx was tried once more');
+  t.equal(baseChecks(), 5, 'and made the client look at /v2/');
+  t.notOk(client.isOffline(), '/v2/ answers: the upstream is up, one object is failing');
+
+  base = 502;
+  t.equal((await client.request(req)).status, 503);
+  await settled(() => baseChecks() === 6);
+  clock.now += 6_000;
+  t.equal((await client.request(req)).status, 503);
+  await settled(() => client.isOffline());
+  t.ok(client.isOffline(), 'the base failing too takes the upstream offline');
+  t.ok(log.messages().includes('upstream offline'));
+  const fast = await failure(client.request(req));
+  t.equal(fast.code, 'UNAVAILABLE', 'requests fail fast while offline');
+  t.match(fast.retryAfter, /^\d+$/);
+
+  base = 200;
+  status = 200;
+  clock.now += 10_000;
+  t.equal((await client.request(req)).status, 200, 'after the probe interval a request goes through as the probe');
+  t.notOk(client.isOffline(), 'and its success brings the upstream back');
+  t.ok(log.messages().includes('upstream back online'));
 });
 
 t.test('timeouts become UNAVAILABLE; aborts are passed through and do not count', async (t) => {

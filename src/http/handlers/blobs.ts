@@ -41,9 +41,14 @@ export async function getBlob(ctx: RequestContext, name: RepositoryName, rawDige
   }
   // A failure mid-stream destroys the response: the client sees a cut
   // connection, never a complete-looking body.
+  const sent = { bytes: 0 };
+  ctx.streamed = sent;
   if (content.file !== undefined) {
-    await sendFile(ctx.res, content.file, content.range?.start ?? 0, content.range?.end ?? content.descriptor.size - 1);
+    await sendFile(ctx.res, content.file, content.range?.start ?? 0, content.range?.end ?? content.descriptor.size - 1, sent);
   } else {
+    content.stream.on('data', (chunk: Buffer) => {
+      sent.bytes += chunk.byteLength;
+    });
     await pipeline(content.stream, ctx.res);
   }
 }
