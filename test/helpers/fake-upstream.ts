@@ -7,7 +7,11 @@ import { createServer, type IncomingMessage, type ServerResponse, type Server } 
 import { createHash } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
 
-export type BlobFault = 'none' | 'wrong-byte' | 'cut' | 'stall' | 'no-range';
+/**
+ * 'stall': half the blob, then silence (no FIN); a Range resume is served cleanly.
+ * 'stall-always': resumes too get their headers and then silence: the upstream never finishes.
+ */
+export type BlobFault = 'none' | 'wrong-byte' | 'cut' | 'stall' | 'stall-always' | 'no-range';
 
 export interface FakeBlob {
   content: Buffer;
@@ -26,6 +30,8 @@ export interface FakeUpstream {
   faultResumes: boolean;
   /** When set, every manifest request is answered with this status (e.g. 429 with Retry-After). */
   manifestOverride?: { status: number; headers: Record<string, string> };
+  /** When set, every blob GET and HEAD is answered with this status (a CDN's 5xx), the base and manifests still fine. */
+  blobStatus?: number;
   /** `METHOD path` of every request, in order. */
   log: string[];
   count(method: string, pathPart: string): number;
@@ -84,6 +90,11 @@ export async function startFakeUpstream(repository: string): Promise<FakeUpstrea
       return
     }
     if (kind !== 'blobs') return notFound(res, 'NOT_FOUND');
+    if (state.blobStatus !== undefined) {
+      res.writeHead(state.blobStatus, { 'Content-Type': 'application/json' });
+      res.end('{"errors":[{"code":"UNKNOWN","message":"internal server error"}]}');
+      return;
+    }
     const found = state.blobs.get(reference);
     if (!found) return notFound(res, 'BLOB_UNKNOWN');
     serveBlob(req, res, found, state);
@@ -118,7 +129,7 @@ function serveBlob(req: IncomingMessage, res: ServerResponse, found: FakeBlob, s
   // A resume (Range request) is served cleanly unless `faultResumes`, in which case the
   // upstream ignores Range and the transfer cannot be resumed.
   const honourRange = range !== null && !state.faultResumes && state.fault !== 'no-range';
-  const fault = range !== null ? 'none' : state.fault;
+  const fault = range !== null && state.fault !== 'stall-always' ? 'none' : state.fault;
   if (req.method === 'HEAD') {
     res.writeHead(200, { 'Content-Length': size, 'Docker-Content-Digest': found.digest, 'Content-Type': 'application/octet-stream' });
     res.end();
@@ -127,7 +138,8 @@ function serveBlob(req: IncomingMessage, res: ServerResponse, found: FakeBlob, s
   if (range && honourRange) {
     const start = Number(range[1]);
     res.writeHead(206, { 'Content-Length': size - start, 'Content-Range': `bytes ${start}-${size - 1}/${size}` });
-    res.end(found.content.subarray(start));
+    if (fault === 'stall-always') res.flushHeaders(); // and then silence
+    else res.end(found.content.subarray(start));
     return;
   }
   res.writeHead(200, { 'Content-Length': size, 'Docker-Content-Digest': found.digest, 'Content-Type': 'application/octet-stream' });
@@ -143,6 +155,7 @@ function serveBlob(req: IncomingMessage, res: ServerResponse, found: FakeBlob, s
       res.write(found.content.subarray(0, half), () => res.socket?.destroy());
       return;
     case 'stall':
+    case 'stall-always':
       res.write(found.content.subarray(0, half));
       return; // never ends: the client's body timeout must fire
     default:
