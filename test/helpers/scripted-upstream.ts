@@ -17,6 +17,7 @@ import type { BlobStore } from '../../src/storage/blobs.js'
 import type { StorageDriver } from '../../src/storage/driver.js'
 import { FilesystemDriver } from '../../src/storage/filesystem.js'
 import { LocalRegistry } from '../../src/storage/local.js'
+import { seededBytes } from './files.js'
 import type { Teardown } from './tmp.js'
 
 export type Script = (req: UpstreamRequest, n: number) => Promise<UpstreamResponse> | UpstreamResponse
@@ -56,15 +57,7 @@ export function digestOf(content: Buffer): Digest {
 }
 
 /** Deterministic bytes. */
-export function bytes(seed: string, size: number): Buffer {
-  const out = Buffer.alloc(size)
-  let block = createHash('sha256').update(seed).digest()
-  for (let offset = 0; offset < size; offset += block.length) {
-    block.copy(out, offset)
-    block = createHash('sha256').update(block).digest()
-  }
-  return out
-}
+export const bytes = seededBytes
 
 export interface ProxyFixture {
   root: string

@@ -2,37 +2,20 @@
 // speaks the protocol: a wrong byte, a connection cut halfway, a stall. The
 // client sees an error, nothing is committed, no temp file is left, and the
 // next request against a healthy upstream succeeds.
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { blob, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
+import { listFiles, seededBytes } from '../helpers/files.js'
 import { rawGet } from '../helpers/http.js'
 import { startInProcess, type InProcess } from '../helpers/inprocess.js'
 
 const REPO = 'faulty/repo'
 const SIZE = 3 * 1024 * 1024 + 17
 
-function content(seed: string): Buffer {
-  const out = Buffer.alloc(SIZE)
-  let block = createHash('sha256').update(seed).digest()
-  for (let offset = 0; offset < SIZE; offset += block.length) {
-    block.copy(out, offset)
-    block = createHash('sha256').update(block).digest()
-  }
-  return out
-}
-
-/** Every file under a directory, relative paths. */
-async function walk(dir: string, prefix = ''): Promise<string[]> {
-  const out: string[] = []
-  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-    const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`
-    if (entry.isDirectory()) out.push(...(await walk(join(dir, entry.name), rel)))
-    else out.push(rel)
-  }
-  return out
-}
+const content = (seed: string): Buffer => seededBytes(seed, SIZE)
+const walk = listFiles
 
 const blobPath = (root: string, digest: string): string =>
   join(root, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7), 'data')

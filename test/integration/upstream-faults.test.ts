@@ -3,35 +3,19 @@
 // Distribution cannot produce): a burst of 5xx on blobs, an upstream that
 // stalls for good, and a kill -9 of a real Stevedore in the middle of a fill.
 import { createHash } from 'node:crypto'
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { blob, startFakeUpstream, type FakeBlob } from '../helpers/fake-upstream.js'
+import { listFiles, seededBytes } from '../helpers/files.js'
 import { rawGet } from '../helpers/http.js'
 import { startInProcess } from '../helpers/inprocess.js'
 import { startStevedore } from '../helpers/stevedore.js'
 
 const REPO = 'faulty/app'
 
-function content(seed: string, size: number): Buffer {
-  const out = Buffer.alloc(size)
-  let block = createHash('sha256').update(seed).digest()
-  for (let offset = 0; offset < size; offset += block.length) {
-    block.copy(out, offset)
-    block = createHash('sha256').update(block).digest()
-  }
-  return out
-}
-
-async function walk(dir: string, prefix = ''): Promise<string[]> {
-  const out: string[] = []
-  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-    const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`
-    if (entry.isDirectory()) out.push(...(await walk(join(dir, entry.name), rel)))
-    else out.push(rel)
-  }
-  return out
-}
+const content = seededBytes
+const walk = listFiles
 
 async function until(what: string, check: () => Promise<boolean>, deadlineMs = 30_000): Promise<void> {
   const end = Date.now() + deadlineMs

@@ -10,6 +10,7 @@ import type { RepositoryName } from '../../src/registry/names.js'
 import { RegistryError } from '../../src/registry/errors.js'
 import { BlobStore } from '../../src/storage/blobs.js'
 import type { FileWriter, StorageDriver } from '../../src/storage/driver.js'
+import { listFiles } from '../helpers/files.js'
 import {
   blobReply,
   bytes,
@@ -25,19 +26,9 @@ const A = 'team/a' as RepositoryName
 const B = 'team/b' as RepositoryName
 const SIZE = 256 * 1024 + 7
 
-/** Every file under `dir`, relative. */
-async function files(dir: string, prefix = ''): Promise<string[]> {
-  const out: string[] = []
-  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-    const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`
-    if (entry.isDirectory()) out.push(...(await files(join(dir, entry.name), rel)))
-    else out.push(rel)
-  }
-  return out
-}
 
 async function noSpoolLeft(t: Test, root: string): Promise<void> {
-  t.same((await files(root)).filter(f => f.includes('_uploads')), [], 'no upload session left behind')
+  t.same((await listFiles(root)).filter(f => f.includes('_uploads')), [], 'no upload session left behind')
 }
 
 const blobPath = (root: string, hex: string): string => join(root, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data')

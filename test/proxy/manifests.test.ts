@@ -2,13 +2,12 @@
 // checked before anything is stored, sha512 references, single-flight tag
 // refreshes, byte-bounded hot caches, and referrer answers that are not kept.
 import { createHash } from 'node:crypto'
-import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
 import t from 'tap'
 import { parseDigest } from '../../src/registry/digest.js'
 import { RegistryError } from '../../src/registry/errors.js'
 import type { RepositoryName } from '../../src/registry/names.js'
 import { parseReference } from '../../src/registry/reference.js'
+import { listFiles } from '../helpers/files.js'
 import { digestOf, proxyFixture, reply, ScriptedUpstream } from '../helpers/scripted-upstream.js'
 
 const REPO = 'team/app' as RepositoryName
@@ -27,17 +26,7 @@ function manifest(seed: string): Buffer {
   return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${hex}`, size: 2 }, layers: [] }))
 }
 
-async function stored(root: string): Promise<string[]> {
-  const out: string[] = []
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      if (e.isDirectory()) await walk(join(dir, e.name), `${rel}/${e.name}`)
-      else out.push(`${rel}/${e.name}`)
-    }
-  }
-  await walk(root, '')
-  return out
-}
+const stored = async (root: string): Promise<string[]> => (await listFiles(root)).map(f => `/${f}`)
 
 const get = (fx: ReturnType<typeof proxyFixture>, reference: string, accept: string[] = []) =>
   fx.registry.repository(REPO).manifests.get(parseReference(reference), { accept })
