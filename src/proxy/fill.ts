@@ -77,11 +77,6 @@ export class BlobFill extends EventEmitter {
     this.done.catch(() => undefined);
   }
 
-  /** Bytes safely on disk. */
-  get written(): number {
-    return this.ingest.size;
-  }
-
   async run(
     first: UpstreamResponse,
     upstream: Upstream,

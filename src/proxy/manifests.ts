@@ -98,6 +98,8 @@ export class ProxyManifests implements ManifestService {
     const decision = negotiate(this.name, reference, entry, request.accept, this.ctx.local.storage.platform);
     let served = entry;
     if (decision.kind === 'child') {
+      // The index is in use too: its pulls count for proxy.ttl like the child's.
+      this.ctx.touch(entry.digest.value);
       served = await this.byDigestEntry(decision.descriptor.digest);
       // The index's descriptor may name another type than the child really has.
       if (!accepts(request.accept, served.mediaType)) throw notAcceptable(this.name, reference, entry.mediaType, request.accept);

@@ -13,9 +13,6 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-/** True for answers that mean "the upstream is not able to serve now": serve stale content instead. */
-export const isUpstreamOutage = (status: number): boolean => status >= 500 || status === 429 || status === 408;
-
 /** Discards a body we do not read, so the connection goes back to the pool. */
 export function discard(response: UpstreamResponse): void {
   response.body.resume();

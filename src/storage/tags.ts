@@ -14,11 +14,6 @@ export class TagStore {
     return readLink(this.driver, pathFor({ kind: 'tagCurrentLink', name, tag }));
   }
 
-  /** When the tag link was last written. */
-  async modified(name: RepositoryName, tag: Tag): Promise<Date | undefined> {
-    return (await this.driver.stat(pathFor({ kind: 'tagCurrentLink', name, tag })))?.modTime;
-  }
-
   /** Points the tag at a revision, recording it in the tag's index as Distribution does. */
   async tag(name: RepositoryName, tag: Tag, digest: Digest): Promise<void> {
     await this.driver.putContent(pathFor({ kind: 'tagIndexLink', name, tag, digest }), digest.value);
