@@ -5,17 +5,18 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { StevedoreConfig } from './config/types.js';
+import type { StevedoreConfig, UpstreamConfig } from './config/types.js';
 import { createServer } from './http/server.js';
 import { MetadataStore } from './metadata/store.js';
-import { ProxyContext } from './proxy/context.js';
+import { ProxyCaches, ProxyContext } from './proxy/context.js';
 import { FillRegistry } from './proxy/fill.js';
 import { ProxyRegistry } from './proxy/registry.js';
-import type { Registry } from './registry/services.js';
+import { Routing, type RoutedUpstream } from './routing/routes.js';
 import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { LocalRegistry } from './storage/local.js';
 import { UpstreamClient } from './upstream/client.js';
+import { RemoteRegistry } from './upstream/remote.js';
 import { openMetadataBackend } from './metadata/backend.js';
 import { ExpirySweeper } from './lifecycle/expiry.js';
 import { recoverInterrupted, schedulePurging } from './lifecycle/uploads.js';
@@ -25,16 +26,16 @@ export const sweepInterval = (ttlMs: number): number => Math.min(Math.max(ttlMs 
 
 export interface App {
   server: Server;
-  registry: Registry;
+  routing: Routing;
   sweeper?: ExpirySweeper;
   address: AddressInfo;
   close(): Promise<void>;
 }
 
 export interface BuiltRegistry {
-  registry: Registry;
+  routing: Routing;
   driver: StorageDriver;
-  /** Present when `proxy.ttl` is not 0. */
+  /** Present when `proxy.ttl` is not 0 and an upstream is configured. */
   sweeper?: ExpirySweeper;
   close(): Promise<void>;
 }
@@ -46,11 +47,29 @@ export interface AppOptions {
   sweep?: boolean;
 }
 
+function upstreamClient(upstream: UpstreamConfig, log: Logger, options: AppOptions): UpstreamClient {
+  return new UpstreamClient({
+    name: upstream.name,
+    url: upstream.url,
+    ...(upstream.username === undefined ? {} : { username: upstream.username }),
+    ...(upstream.password === undefined ? {} : { password: upstream.password }),
+    dockerHub: upstream.dockerHub,
+    timeouts: upstream.timeouts,
+    ...(upstream.caBundle === undefined ? {} : { caBundle: upstream.caBundle }),
+    tlsVerify: upstream.tlsVerify,
+    breaker: { maxFails: upstream.breaker.maxFails, failTimeoutMs: upstream.breaker.probeIntervalMs },
+    logger: log,
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
+}
+
 export async function buildRegistry(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<BuiltRegistry> {
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
   const local = new LocalRegistry(driver, { manifestCacheBytes: config.cache.manifests.maxSize, platform: config.defaultPlatform });
-  const upstreamConfig = config.proxy;
-  if (upstreamConfig === undefined) return { registry: local, driver, close: async () => undefined };
+  const upstreams = config.proxy === undefined ? config.upstreams : [config.proxy, ...config.upstreams];
+  if (upstreams.length === 0) {
+    return { routing: new Routing({ upstreams: [], local, unknownNs: config.routing.unknownNs }), driver, close: async () => undefined };
+  }
 
   const metadata = new MetadataStore({
     store: await openMetadataBackend(config.metadata),
@@ -58,52 +77,67 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     log,
     ...(options.now === undefined ? {} : { now: options.now }),
   });
-  const upstream = new UpstreamClient({
-    name: upstreamConfig.name,
-    url: upstreamConfig.url,
-    ...(upstreamConfig.username === undefined ? {} : { username: upstreamConfig.username }),
-    ...(upstreamConfig.password === undefined ? {} : { password: upstreamConfig.password }),
-    dockerHub: upstreamConfig.dockerHub,
-    timeouts: upstreamConfig.timeouts,
-    ...(upstreamConfig.caBundle === undefined ? {} : { caBundle: upstreamConfig.caBundle }),
-    tlsVerify: upstreamConfig.tlsVerify,
-    breaker: { maxFails: upstreamConfig.breaker.maxFails, failTimeoutMs: upstreamConfig.breaker.probeIntervalMs },
-    logger: log,
-    ...(options.now === undefined ? {} : { now: options.now }),
-  });
+  // One fill registry for all upstreams; each upstream's own timeouts bound its fills (ProxyPolicy.fill).
+  const first = upstreams[0] as UpstreamConfig;
   const fills = new FillRegistry(driver, local.storage.blobs, {
     maxResumes: 3,
-    resumeBudgetMs: upstreamConfig.timeouts.resumeMs,
-    followerWaitMs: upstreamConfig.timeouts.fillWaitMs,
+    resumeBudgetMs: first.timeouts.resumeMs,
+    followerWaitMs: first.timeouts.fillWaitMs,
     log,
   });
-  const ctx = new ProxyContext(
-    local,
-    upstream,
-    metadata,
-    fills,
-    { tagTtlMs: upstreamConfig.tagTtlMs, blobConfirmTtlMs: Math.max(upstreamConfig.tagTtlMs, 60_000) },
-    log,
+  const blobConfirmTtlMs = Math.max(first.tagTtlMs, 60_000);
+  const caches = new ProxyCaches(
     { manifests: config.cache.manifests.maxEntries, manifestBytes: config.cache.manifests.maxSize, descriptors: config.cache.descriptors.maxEntries },
+    blobConfirmTtlMs,
   );
+  const clients: UpstreamClient[] = [];
+  const routed = upstreams.map((upstream): RoutedUpstream => {
+    const client = upstreamClient(upstream, log, options);
+    clients.push(client);
+    const ctx = new ProxyContext(
+      local,
+      new RemoteRegistry(client),
+      upstream.namespace,
+      metadata,
+      fills,
+      {
+        tagTtlMs: upstream.tagTtlMs,
+        tagTtlRules: upstream.tagTtlRules,
+        blobConfirmTtlMs,
+        fill: { resumeBudgetMs: upstream.timeouts.resumeMs, followerWaitMs: upstream.timeouts.fillWaitMs },
+      },
+      log,
+      caches,
+    );
+    return {
+      name: upstream.name,
+      hosts: upstream.hosts,
+      namespace: upstream.namespace,
+      dockerHub: upstream.dockerHub,
+      allow: upstream.allow,
+      deny: upstream.deny,
+      registry: new ProxyRegistry(ctx),
+    };
+  });
+  const routing = new Routing({
+    ...(config.proxy === undefined ? {} : { defaultUpstream: routed[0] as RoutedUpstream }),
+    upstreams: config.proxy === undefined ? routed : routed.slice(1),
+    local,
+    unknownNs: config.routing.unknownNs,
+  });
   let sweeper: ExpirySweeper | undefined;
-  if (upstreamConfig.ttlMs > 0) {
-    sweeper = new ExpirySweeper(local.storage, metadata, { ttlMs: upstreamConfig.ttlMs }, log.child({ task: 'expiry' }), () => {
-      ctx.hotManifests.clear();
-      ctx.hotTags.clear();
-      ctx.linkedBlobs.clear();
-      ctx.hotReferrers.clear();
-    });
-    if (options.sweep !== false) sweeper.start(sweepInterval(upstreamConfig.ttlMs));
+  if (first.ttlMs > 0) {
+    sweeper = new ExpirySweeper(local.storage, metadata, { ttlMs: first.ttlMs }, log.child({ task: 'expiry' }), () => caches.clear());
+    if (options.sweep !== false) sweeper.start(sweepInterval(first.ttlMs));
   }
   return {
-    registry: new ProxyRegistry(ctx),
+    routing,
     driver,
     ...(sweeper === undefined ? {} : { sweeper }),
     async close() {
       await sweeper?.stop();
       await fills.close();
-      await upstream.close();
+      await Promise.all(clients.map((client) => client.close()));
       await metadata.close();
     },
   };
@@ -145,7 +179,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
       )
     : () => undefined;
   const server = createServer({
-    registry: built.registry,
+    routing: built.routing,
     log,
     accessLog: config.log.accesslog,
     prefix: config.http.prefix,
@@ -160,7 +194,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
   });
   return {
     server,
-    registry: built.registry,
+    routing: built.routing,
     ...(built.sweeper === undefined ? {} : { sweeper: built.sweeper }),
     address: server.address() as AddressInfo,
     async close() {

@@ -7,7 +7,9 @@ import type { NoticeLog } from './errors.js';
 import type { Checked, Value } from './validate.js';
 import { parsePlatform } from '../registry/negotiate.js';
 import type { Platform } from '../registry/manifest.js';
-import type { LogLevel, MetadataStore, StevedoreConfig, UpstreamConfig } from './types.js';
+import type { LogLevel, MetadataStore, StevedoreConfig, TagTtlRule, UpstreamConfig } from './types.js';
+import { parseDuration } from './duration.js';
+import { isRawMap, type Raw, type RawMap } from './raw.js';
 
 const DOCKER_HUB_HOSTS: ReadonlySet<string> = new Set(['registry-1.docker.io', 'docker.io', 'index.docker.io']);
 
@@ -61,6 +63,8 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     },
     metadata: { ...buildMetadata(str, log), maxSize: num('metadata.maxsize') },
     defaultPlatform: buildPlatform(str('defaultplatform') ?? 'linux/amd64', log),
+    upstreams: [],
+    routing: { unknownNs: str('routing.unknownns') === 'default' ? 'default' : 'reject' },
     cache: {
       manifests: { maxEntries: num('cache.manifests.maxentries'), maxSize: num('cache.manifests.maxsize') },
       descriptors: { maxEntries: num('cache.descriptors.maxentries') },
@@ -69,9 +73,13 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
 
   const remoteurl = str('proxy.remoteurl');
   if (remoteurl !== undefined) {
-    config.proxy = buildProxy(remoteurl, str, num, bool, log);
+    config.proxy = buildUpstream('default', 'proxy', remoteurl, get, log);
   } else if ([...present].some((p) => p.startsWith('proxy.'))) {
-    log.warn('proxy.remoteurl', 'not set, so the proxy section is ignored and Stevedore runs as a plain local registry');
+    log.warn('proxy.remoteurl', 'not set, so the proxy section is ignored: names no configured upstream host routes are served from local storage, as a plain local registry');
+  }
+  config.upstreams = buildUpstreams(values, present, config.proxy, log);
+  if (config.routing.unknownNs === 'default' && config.proxy === undefined) {
+    log.error('routing.unknownns', '"default" needs a default upstream (proxy.remoteurl)');
   }
 
   if (present.has('auth.htpasswd')) {
@@ -124,41 +132,122 @@ function normalizePrefix(prefix: string): string {
   return trimmed === '' ? '' : `/${trimmed}`;
 }
 
-function buildProxy(
-  remoteurl: string,
-  str: Str,
-  num: (path: string) => number,
-  bool: (path: string) => boolean,
-  log: NoticeLog,
-): UpstreamConfig {
-  const url = remoteurl.replace(/\/+$/, '');
-  const upstream: UpstreamConfig = {
-    name: 'default',
-    url,
-    ttlMs: num('proxy.ttl'),
-    tagTtlMs: num('proxy.tagttl'),
-    dockerHub: DOCKER_HUB_HOSTS.has(new URL(url).hostname),
-    timeouts: {
-      connectMs: num('proxy.timeouts.connect'),
-      headersMs: num('proxy.timeouts.headers'),
-      bodyMs: num('proxy.timeouts.body'),
-      resumeMs: num('proxy.timeouts.resume'),
-      fillWaitMs: num('proxy.timeouts.fillwait'),
-    },
-    tlsVerify: bool('proxy.tlsverify'),
-    breaker: { maxFails: num('proxy.breaker.maxfails'), probeIntervalMs: Math.max(1000, num('proxy.breaker.probeinterval')) },
+type Get = (path: string) => Value | undefined;
+
+const DOCKER_HUB_NAMES = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
+/** A host usable as the first component of a repository name (no port). */
+const NAMESPACE_HOST = /^[a-z0-9]+(?:(?:\.|-+)[a-z0-9]+)*$/;
+
+/**
+ * One upstream from `proxy.*` (name 'default') or `upstreams.<name>.*`; the
+ * latter inherit every key they do not set from `proxy.*` (and its defaults).
+ */
+function buildUpstream(name: string, prefix: string, remoteurl: string, get: Get, log: NoticeLog): UpstreamConfig {
+  const own = (key: string): Value | undefined => get(`${prefix}.${key}`);
+  const value = (key: string): Value | undefined => own(key) ?? (prefix === 'proxy' ? undefined : get(`proxy.${key}`));
+  const num = (key: string): number => {
+    const v = value(key);
+    if (typeof v !== 'number') throw new Error(`internal: ${prefix}.${key} has no default number`);
+    return v;
   };
-  const username = str('proxy.username');
-  const password = str('proxy.password');
+  const text = (key: string): string | undefined => {
+    const v = own(key);
+    return typeof v === 'string' ? v : undefined;
+  };
+  const list = (key: string): string[] => {
+    const v = own(key);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  };
+  const url = remoteurl.replace(/\/+$/, '');
+  const parsed = new URL(url);
+  const dockerHub = DOCKER_HUB_HOSTS.has(parsed.hostname);
+  const tagttl = own('tagttl') ?? (prefix === 'proxy' ? undefined : get('proxy.tagttl'));
+  const { tagTtlMs, tagTtlRules } = buildTagTtl(tagttl);
+  const hosts = [...new Set([...list('hosts').map((h) => h.toLowerCase()), parsed.host.toLowerCase(), ...(dockerHub ? DOCKER_HUB_NAMES : [])])];
+  const upstream: UpstreamConfig = {
+    name,
+    url,
+    hosts,
+    namespace: name === 'default' ? '' : (hosts.find((h) => NAMESPACE_HOST.test(h)) ?? name),
+    allow: list('allow'),
+    deny: list('deny'),
+    ttlMs: typeof get('proxy.ttl') === 'number' ? (get('proxy.ttl') as number) : 0,
+    tagTtlMs,
+    tagTtlRules,
+    dockerHub,
+    timeouts: {
+      connectMs: num('timeouts.connect'),
+      headersMs: num('timeouts.headers'),
+      bodyMs: num('timeouts.body'),
+      resumeMs: num('timeouts.resume'),
+      fillWaitMs: num('timeouts.fillwait'),
+    },
+    tlsVerify: value('tlsverify') !== false,
+    breaker: { maxFails: num('breaker.maxfails'), probeIntervalMs: Math.max(1000, num('breaker.probeinterval')) },
+  };
+  for (const pattern of [...upstream.allow, ...upstream.deny]) {
+    if (!/^[a-z0-9._\-/*]+$/.test(pattern)) log.error(`${prefix}.${upstream.allow.includes(pattern) ? 'allow' : 'deny'}`, `"${pattern}" is not a repository pattern (name characters, "*" within a component, "**" across components)`);
+  }
+  const username = text('username');
+  const password = text('password');
   if (username !== undefined) upstream.username = username;
   if (password !== undefined) upstream.password = password;
   if ((username === undefined) !== (password === undefined)) {
-    log.warn(username === undefined ? 'proxy.username' : 'proxy.password', 'not set while its pair is: the upstream will be asked anonymously');
+    log.warn(`${prefix}.${username === undefined ? 'username' : 'password'}`, 'not set while its pair is: the upstream will be asked anonymously');
   }
-  const caBundle = str('proxy.cabundle');
+  const caBundle = typeof value('cabundle') === 'string' ? (value('cabundle') as string) : undefined;
   if (caBundle !== undefined) upstream.caBundle = caBundle;
-  if (!upstream.tlsVerify) log.warn('proxy.tlsverify', "false: the upstream's TLS certificate is not verified");
+  if (!upstream.tlsVerify) log.warn(`${prefix}.tlsverify`, "false: the upstream's TLS certificate is not verified");
   return upstream;
+}
+
+/** `tagttl: 5m`, or `tagttl: {"latest": 1m, "v*": 24h, "*": 5m}` (the first match wins; `*` alone is the fallback). */
+function buildTagTtl(raw: Value | undefined): { tagTtlMs: number; tagTtlRules: TagTtlRule[] } {
+  if (typeof raw === 'number') return { tagTtlMs: raw, tagTtlRules: [] };
+  if (!isRawMap(raw as Raw)) return { tagTtlMs: 300_000, tagTtlRules: [] };
+  const rules: TagTtlRule[] = [];
+  let fallback = 300_000;
+  for (const [pattern, value] of raw as RawMap) {
+    const ttlMs = parseDuration(String(value));
+    if (pattern === '*') fallback = ttlMs;
+    else rules.push({ pattern, ttlMs });
+  }
+  return { tagTtlMs: fallback, tagTtlRules: rules };
+}
+
+/** The upstreams of `upstreams:`, and the checks across all of them: a host stands for one upstream only. */
+function buildUpstreams(values: ReadonlyMap<string, Value>, present: ReadonlySet<string>, proxy: UpstreamConfig | undefined, log: NoticeLog): UpstreamConfig[] {
+  const names = [...present].filter((p) => /^upstreams\.[^.]+$/.test(p)).map((p) => p.slice('upstreams.'.length));
+  const upstreams: UpstreamConfig[] = [];
+  for (const name of names) {
+    const remoteurl = values.get(`upstreams.${name}.remoteurl`);
+    if (name === 'default') {
+      log.error(`upstreams.${name}`, 'the name "default" is proxy.*\'s: choose another');
+      continue;
+    }
+    if (typeof remoteurl !== 'string') {
+      log.error(`upstreams.${name}.remoteurl`, 'required for every upstream');
+      continue;
+    }
+    upstreams.push(buildUpstream(name, `upstreams.${name}`, remoteurl, (path) => values.get(path), log));
+  }
+  const owner = new Map<string, string>();
+  for (const upstream of proxy === undefined ? upstreams : [proxy, ...upstreams]) {
+    for (const host of upstream.hosts) {
+      const other = owner.get(host);
+      if (other !== undefined) {
+        log.error(upstream.name === 'default' ? 'proxy.hosts' : `upstreams.${upstream.name}.hosts`, `host ${host} is listed for upstream ${other} already: a host stands for one upstream`);
+      }
+      owner.set(host, upstream.name);
+    }
+  }
+  const namespaces = new Map<string, string>();
+  for (const upstream of upstreams) {
+    const other = namespaces.get(upstream.namespace);
+    if (other !== undefined) log.error(`upstreams.${upstream.name}`, `stores under ${upstream.namespace}/ like upstream ${other}: give it a host of its own`);
+    namespaces.set(upstream.namespace, upstream.name);
+  }
+  return upstreams;
 }
 
 const STORE_SCHEMES: Readonly<Record<MetadataStore, readonly string[]>> = {

@@ -14,11 +14,14 @@
  *                 (`severity: 'error'`). Its value is still type-checked.
  *
  * kind says how a value is read. 'section' is a mapping whose keys are rows of
- * this table; 'map', 'list' and 'any' hold free-form values that are not
+ * this table; 'named' is a mapping of names the operator chooses, each a
+ * section whose keys are the rows under `<path>.*` (`upstreams.*.remoteurl`);
+ * 'ttls' is a duration or a mapping of tag patterns to durations; 'strings' a
+ * list of strings; 'map', 'list' and 'any' hold free-form values that are not
  * looked into (an unsupported section is 'any' so its insides are not checked).
  */
 
-export type Kind = 'section' | 'string' | 'bool' | 'int' | 'duration' | 'size' | 'url' | 'enum' | 'map' | 'list' | 'any';
+export type Kind = 'section' | 'named' | 'string' | 'bool' | 'int' | 'duration' | 'ttls' | 'size' | 'strings' | 'url' | 'enum' | 'map' | 'list' | 'any';
 export type Status = 'supported' | 'extension' | 'unsupported';
 
 export interface SchemaEntry {
@@ -134,7 +137,10 @@ export const SCHEMA: readonly SchemaEntry[] = [
     severity: 'error',
     note: 'ignoring it would serve other repositories than the ones asked for',
   }),
-  extension('proxy.tagttl', 'duration', { default: '5m' }),
+  extension('proxy.tagttl', 'ttls', { default: '5m' }),
+  extension('proxy.hosts', 'strings'),
+  extension('proxy.allow', 'strings'),
+  extension('proxy.deny', 'strings'),
   extension('proxy.timeouts', 'section'),
   extension('proxy.timeouts.connect', 'duration', { default: '10s' }),
   extension('proxy.timeouts.headers', 'duration', { default: '30s' }),
@@ -146,6 +152,29 @@ export const SCHEMA: readonly SchemaEntry[] = [
   extension('proxy.breaker.probeinterval', 'duration', { default: '10s' }),
   extension('proxy.cabundle', 'string'),
   extension('proxy.tlsverify', 'bool', { default: 'true' }),
+
+  extension('upstreams', 'named'),
+  extension('upstreams.*.remoteurl', 'url', { schemes: ['http', 'https'] }),
+  extension('upstreams.*.username', 'string'),
+  extension('upstreams.*.password', 'string', { secret: true }),
+  extension('upstreams.*.tagttl', 'ttls'),
+  extension('upstreams.*.hosts', 'strings'),
+  extension('upstreams.*.allow', 'strings'),
+  extension('upstreams.*.deny', 'strings'),
+  extension('upstreams.*.timeouts', 'section'),
+  extension('upstreams.*.timeouts.connect', 'duration'),
+  extension('upstreams.*.timeouts.headers', 'duration'),
+  extension('upstreams.*.timeouts.body', 'duration'),
+  extension('upstreams.*.timeouts.resume', 'duration'),
+  extension('upstreams.*.timeouts.fillwait', 'duration'),
+  extension('upstreams.*.breaker', 'section'),
+  extension('upstreams.*.breaker.maxfails', 'int', { min: 1 }),
+  extension('upstreams.*.breaker.probeinterval', 'duration'),
+  extension('upstreams.*.cabundle', 'string'),
+  extension('upstreams.*.tlsverify', 'bool'),
+
+  extension('routing', 'section'),
+  extension('routing.unknownns', 'enum', { values: ['reject', 'default'], default: 'reject' }),
 
   extension('defaultplatform', 'string', { default: 'linux/amd64' }),
 
@@ -176,6 +205,23 @@ export const SCHEMA: readonly SchemaEntry[] = [
 
 export const SCHEMA_BY_PATH: ReadonlyMap<string, SchemaEntry> = new Map(SCHEMA.map((e) => [e.path, e]));
 
+/** Parents whose children are named by the operator ('named' rows). */
+const NAMED: readonly string[] = SCHEMA.filter((e) => e.kind === 'named').map((e) => e.path);
+
+/** A key path as the schema writes it: `upstreams.ghcr.remoteurl` → `upstreams.*.remoteurl`. */
+export function schemaPath(path: string): string {
+  for (const parent of NAMED) {
+    if (!path.startsWith(`${parent}.`)) continue;
+    const rest = path.slice(parent.length + 1);
+    const dot = rest.indexOf('.');
+    return dot < 0 ? `${parent}.*` : `${parent}.*${rest.slice(dot)}`;
+  }
+  return path;
+}
+
+/** The schema row of a key path, named sections included. */
+export const schemaEntry = (path: string): SchemaEntry | undefined => SCHEMA_BY_PATH.get(schemaPath(path));
+
 /** Keys of `storage` that configure storage in general rather than name a driver (Distribution's list). */
 export const STORAGE_NON_DRIVERS: ReadonlySet<string> = new Set(['delete', 'cache', 'maintenance', 'redirect', 'tag']);
 
@@ -186,7 +232,7 @@ export const SCHEMA_BY_ENV_KEY: ReadonlyMap<string, SchemaEntry> = new Map(SCHEM
 
 /** The known keys directly under `parent` ('' for the top level). */
 export function childKeys(parent: string): string[] {
-  const prefix = parent === '' ? '' : `${parent}.`;
+  const prefix = parent === '' ? '' : `${schemaPath(parent)}.`;
   return SCHEMA.filter((e) => e.path.startsWith(prefix) && !e.path.slice(prefix.length).includes('.')).map((e) =>
     e.path.slice(prefix.length),
   );

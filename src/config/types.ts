@@ -9,16 +9,41 @@
 
 import type { Platform } from '../registry/manifest.js';
 
+/** One rule of a per-pattern tag TTL (`tagttl: {"latest": 1m, "v*": 24h}`); the first match wins. */
+export interface TagTtlRule {
+  /** A tag pattern: `*` matches any run of characters. */
+  pattern: string;
+  ttlMs: number;
+}
+
 export interface UpstreamConfig {
-  /** Id used in logs and metrics; 'default' for proxy.remoteurl. */
+  /** Id used in logs and metrics; 'default' for proxy.remoteurl, the key under `upstreams:` otherwise. */
   name: string;
+  /**
+   * Registry host names this upstream stands for: containerd `?ns=` values
+   * and leading path segments. Keys into the configured upstreams, never
+   * hosts to connect to. Always holds the remoteurl's host; Docker Hub's
+   * three names for a Docker Hub upstream.
+   */
+  hosts: string[];
+  /**
+   * Where its repositories live in storage, as a name prefix: '' for the
+   * default upstream (registry:2's layout), a host name (`ghcr.io`) otherwise.
+   */
+  namespace: string;
+  /** Repository patterns (`myorg/**`, `team/app-*`) this upstream serves; empty: all. */
+  allow: string[];
+  /** Repository patterns it never serves; deny wins over allow. */
+  deny: string[];
+  /** Per-pattern tag TTLs, tried before tagTtlMs. */
+  tagTtlRules: TagTtlRule[];
   /** proxy.remoteurl without trailing slash, e.g. https://registry-1.docker.io */
   url: string;
   username?: string;
   password?: string;
   /** proxy.ttl: how long cached content lives since its LAST pull; default 168h; 0 = forever. */
   ttlMs: number;
-  /** Extension proxy.tagttl: how long a cached tag is served without asking upstream; default 5m; 0 = always ask. */
+  /** Extension proxy.tagttl: how long a cached tag is served without asking upstream; default 5m; 0 = always ask. The TTL of tags no rule matches. */
   tagTtlMs: number;
   /** True when the url host is registry-1.docker.io, docker.io or index.docker.io: single-segment names get 'library/'. */
   dockerHub: boolean;
@@ -86,8 +111,15 @@ export interface StevedoreConfig {
       readonly: boolean;
     };
   };
-  /** Present only when proxy.remoteurl is set (or in the embedded default). */
+  /** Present only when proxy.remoteurl is set (or in the embedded default): the upstream named 'default'. */
   proxy?: UpstreamConfig;
+  /** Extension `upstreams:`: the other upstreams, in the order written. */
+  upstreams: UpstreamConfig[];
+  /** Extension `routing:`. */
+  routing: {
+    /** An `?ns=` naming no configured upstream: 'reject' (404 NAME_UNKNOWN) or 'default' (served by the default upstream). */
+    unknownNs: 'reject' | 'default';
+  };
   /** Extension top-level `metadata:`; default memory. */
   metadata: { store: MetadataStore; url?: string; path?: string; namespace: string; /** metadata.maxsize: bytes the memory store may hold. */ maxSize: number };
   /** Extension top-level `cache:`; defaults 10000 / 100000. */

@@ -8,7 +8,7 @@ import { DurationError, parseDuration } from './duration.js';
 import { parseSize, SizeError } from './size.js';
 import type { NoticeLog } from './errors.js';
 import { describe, isRawMap, join, type Raw, type RawMap } from './raw.js';
-import { childKeys, SCHEMA, SCHEMA_BY_PATH, STORAGE_NON_DRIVERS, type SchemaEntry } from './schema.js';
+import { childKeys, SCHEMA, schemaEntry, STORAGE_NON_DRIVERS, type SchemaEntry } from './schema.js';
 
 export type Value = string | number | boolean | Raw;
 
@@ -20,6 +20,11 @@ export interface Checked {
 }
 
 type Coerced = { value: Value } | { error: string };
+
+/** Names of 'named' sections' entries (upstream names). */
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** Tag patterns: tag characters and `*`. */
+const TAG_PATTERN = /^[A-Za-z0-9_.*-]{1,128}$/;
 
 export function check(root: Raw, log: NoticeLog): Checked {
   const values = new Map<string, Value>();
@@ -38,7 +43,7 @@ export function check(root: Raw, log: NoticeLog): Checked {
     for (const [key, value] of map) {
       const path = join(parent, key);
       present.add(path);
-      const entry = SCHEMA_BY_PATH.get(path);
+      const entry = schemaEntry(path);
       if (entry === undefined) {
         unknownKey(log, parent, key);
         continue;
@@ -48,6 +53,20 @@ export function check(root: Raw, log: NoticeLog): Checked {
       if (entry.kind === 'section') {
         if (isRawMap(value)) walk(value, path, reported);
         else log.error(path, `expected a mapping, got ${describe(value)}`);
+        continue;
+      }
+      if (entry.kind === 'named') {
+        if (!isRawMap(value)) {
+          log.error(path, `expected a mapping of names, got ${describe(value)}`);
+          continue;
+        }
+        for (const [name, section] of value) {
+          const named = join(path, name);
+          present.add(named);
+          if (!NAME.test(name)) log.error(named, 'a name must be lower-case letters, digits and "-", starting with a letter or digit');
+          else if (isRawMap(section)) walk(section, named, reported);
+          else log.error(named, `expected a mapping, got ${describe(section)}`);
+        }
         continue;
       }
       const typed = coerce(entry, value);
@@ -71,7 +90,8 @@ export function check(root: Raw, log: NoticeLog): Checked {
   }
 
   for (const entry of SCHEMA) {
-    if (entry.default === undefined || values.has(entry.path)) continue;
+    // Rows of named sections have no defaults of their own: build() inherits them.
+    if (entry.default === undefined || values.has(entry.path) || entry.path.includes('*')) continue;
     const typed = coerce(entry, entry.default);
     if ('error' in typed) throw new Error(`schema default of ${entry.path} is invalid: ${typed.error}`);
     values.set(entry.path, typed.value);
@@ -113,7 +133,14 @@ function coerce(entry: SchemaEntry, value: Exclude<Raw, null>): Coerced {
     case 'any':
       return { value };
     case 'section':
+    case 'named':
       return { error: `expected a mapping, got ${got}` };
+    case 'strings':
+      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v !== '')) return { error: `expected a list of strings, got ${got}` };
+      return { value };
+    case 'ttls':
+      if (isRawMap(value)) return coerceTtls(value);
+      break;
   }
   if (typeof value !== 'string') return { error: `expected a single value, got ${got}` };
   switch (entry.kind) {
@@ -130,6 +157,7 @@ function coerce(entry: SchemaEntry, value: Exclude<Raw, null>): Coerced {
       return { value: n };
     }
     case 'duration':
+    case 'ttls':
       try {
         return { value: parseDuration(value) };
       } catch (err) {
@@ -153,6 +181,21 @@ function coerce(entry: SchemaEntry, value: Exclude<Raw, null>): Coerced {
     case 'url':
       return checkUrl(entry, value, got);
   }
+}
+
+/** A mapping of tag patterns to durations, kept as written (order matters: the first match wins). */
+function coerceTtls(map: RawMap): Coerced {
+  for (const [pattern, raw] of map) {
+    if (!TAG_PATTERN.test(pattern)) return { error: `"${pattern}" is not a tag pattern (tag characters and *)` };
+    if (typeof raw !== 'string') return { error: `the TTL of "${pattern}" must be a duration` };
+    try {
+      parseDuration(raw);
+    } catch (err) {
+      if (err instanceof DurationError) return { error: `"${pattern}": ${err.message}` };
+      throw err;
+    }
+  }
+  return { value: map };
 }
 
 function checkUrl(entry: SchemaEntry, value: string, got: string): Coerced {

@@ -1,7 +1,9 @@
 /** What every handler receives. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { Registry } from '../registry/services.js';
+import type { RepositoryName } from '../registry/names.js';
+import type { Repository } from '../registry/services.js';
+import type { Routing } from '../routing/routes.js';
 
 export interface RequestContext {
   req: IncomingMessage;
@@ -9,12 +11,24 @@ export interface RequestContext {
   path: string;
   query: URLSearchParams;
   head: boolean;
-  registry: Registry;
+  routing: Routing;
   log: Logger;
   /** Extra fields for the access log line (repository, digest, cache outcome). */
   fields: Record<string, unknown>;
   /** Body bytes of a streamed response (a blob) that reached the socket, for the access log. */
   streamed?: { bytes: number };
+}
+
+/**
+ * The repository a request for `name` (as written in the URL) is served
+ * from, resolved in the request's scope (upstream by `?ns=` or path prefix,
+ * storage namespace, policy); its storage name and upstream go to the access log.
+ */
+export function repositoryOf(ctx: RequestContext, name: RepositoryName): Repository {
+  const scope = ctx.routing.resolve(name, ctx.query.get('ns'));
+  ctx.fields.repository = scope.name;
+  if (scope.upstream !== undefined) ctx.fields.upstream = scope.upstream;
+  return scope.registry.repository(scope.name);
 }
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';

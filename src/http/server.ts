@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
-import type { Registry } from '../registry/services.js';
+import type { Routing } from '../routing/routes.js';
 import { API_VERSION, API_VERSION_HEADER, type RequestContext } from './context.js';
 import { toRegistryError, writeError } from './errcode.js';
 import { getBlob, headBlob } from './handlers/blobs.js';
@@ -18,7 +18,7 @@ import { listReferrers } from './handlers/referrers.js';
 import { route } from './router.js';
 
 export interface ServerOptions {
-  registry: Registry;
+  routing: Routing;
   log: Logger;
   accessLog: boolean;
   /** Distribution's http.prefix, e.g. '/registry'; '' to serve at the root. */
@@ -71,7 +71,7 @@ let idCounter = 0;
 const nextRequestId = (): string => `${idPrefix}-${(idCounter++).toString(36)}`;
 
 export function createRequestHandler(options: ServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const { registry, log, accessLog } = options;
+  const { routing, log, accessLog } = options;
   const prefix = options.prefix ?? '';
   return (req, res) => {
     const started = process.hrtime.bigint();
@@ -85,7 +85,7 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
       path,
       query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)),
       head: req.method === 'HEAD',
-      registry,
+      routing,
       log,
       fields: {},
     };

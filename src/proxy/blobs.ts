@@ -5,23 +5,27 @@
  * after the upstream confirmed this repository has it: content never leaks
  * across repositories through the cache.
  */
-import { blobUnknown, RegistryError } from '../registry/errors.js';
+import { blobUnknown } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
 import { MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName } from '../registry/names.js';
 import { type RangeSpec, resolveRange } from '../registry/range.js';
 import type { BlobContent, BlobDescriptor, BlobService } from '../registry/services.js';
 import type { LocalBlobs } from '../storage/local.js';
+import type { RemoteRepository } from '../upstream/remote.js';
 import type { ProxyContext } from './context.js';
 import type { BlobFill } from './fill.js';
-import { discard, upstreamError } from './upstream.js';
 
 export class ProxyBlobs implements BlobService {
+  private readonly remote: RemoteRepository;
+
   constructor(
     private readonly ctx: ProxyContext,
     private readonly name: RepositoryName,
     private readonly local: LocalBlobs,
-  ) {}
+  ) {
+    this.remote = ctx.remoteRepository(name);
+  }
 
   private key(digest: Digest): string {
     return `${this.name}@${digest.value}`;
@@ -56,14 +60,7 @@ export class ProxyBlobs implements BlobService {
   private async confirm(digest: Digest): Promise<number> {
     const cached = this.ctx.confirmedBlobs.get(this.key(digest));
     if (cached !== undefined) return cached;
-    const { upstream } = this.ctx;
-    const response = await upstream.request({ method: 'HEAD', repository: this.name, kind: 'blobs', reference: digest.value });
-    discard(response);
-    if (response.status !== 200) throw upstreamError(upstream.name, response.status, response.headers, () => blobUnknown(digest.value));
-    const size = Number(response.headers['content-length']);
-    if (!Number.isSafeInteger(size) || size < 0) {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${upstream.name} answered a blob HEAD without a Content-Length`);
-    }
+    const { size } = await this.remote.blobs.stat(digest);
     this.ctx.confirmedBlobs.set(this.key(digest), size);
     return size;
   }
@@ -113,8 +110,8 @@ export class ProxyBlobs implements BlobService {
    * starts a fill of its own.
    */
   private async joinOrStart(digest: Digest): Promise<BlobFill | undefined> {
-    const { fills, upstream, local } = this.ctx;
-    const running = fills.current(digest);
+    const { fills, local } = this.ctx;
+    const running = fills.current(this.ctx.upstream, digest);
     if (running !== undefined && running.repository !== this.name) {
       await this.confirm(digest);
       const fill = await running.started.catch(() => undefined);
@@ -126,9 +123,9 @@ export class ProxyBlobs implements BlobService {
         return fill;
       }
     }
-    return fills.start(upstream, this.name, digest, async (done) => {
+    return fills.start(this.remote.blobs, this.ctx.upstream, this.name, digest, async (done) => {
       await local.storage.layers.link(done.repository, done.digest);
       this.ctx.linkedBlobs.set(`${done.repository}@${done.digest.value}`, true);
-    });
+    }, this.ctx.policy.fill);
   }
 }

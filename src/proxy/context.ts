@@ -1,18 +1,30 @@
-/** What the proxy's services share: local storage, the upstream, metadata, fills and hot caches. */
+/**
+ * What the proxy's services share. ProxyCaches: the hot caches and in-flight
+ * maps of the whole process (keys are storage names, which differ between
+ * upstreams, or carry the upstream). ProxyContext: one upstream's view —
+ * its remote registry, its storage namespace and policy — over the shared
+ * local storage, metadata, fills and caches.
+ */
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
+import type { TagTtlRule } from '../config/types.js';
 import type { MetadataStore } from '../metadata/store.js';
 import type { Digest } from '../registry/digest.js';
+import type { RepositoryName } from '../registry/names.js';
 import type { LocalRegistry } from '../storage/local.js';
-import type { FillRegistry } from './fill.js';
+import type { RemoteRegistry, RemoteRepository } from '../upstream/remote.js';
+import type { FillLimits, FillRegistry } from './fill.js';
 import type { UpstreamReferrers } from './referrers.js';
-import type { Upstream } from './upstream.js';
 
 export interface ProxyPolicy {
-  /** How long a cached tag is served without asking the upstream. */
+  /** How long a cached tag is served without asking the upstream, when no rule matches. */
   tagTtlMs: number;
+  /** Per-pattern tag TTLs; the first match wins. */
+  tagTtlRules?: readonly TagTtlRule[];
   /** How long an upstream confirmation that a repository holds a blob is trusted. */
   blobConfirmTtlMs: number;
+  /** Bounds of this upstream's blob fills; the fill registry's own when absent. */
+  fill?: FillLimits;
 }
 
 /** A manifest known to be linked in a repository, kept in memory so a warm HEAD touches no disk. */
@@ -46,8 +58,13 @@ function referrersSize(entry: UpstreamReferrers): number {
   return size;
 }
 
-export class ProxyContext {
-  /** `repo@digest` → manifest linked there. Content-addressed, so never stale. */
+/** `*` matches any run of characters; everything else itself. */
+function globToRegExp(pattern: string): RegExp {
+  return new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\-]/g, '\\$&')).join('.*')}$`);
+}
+
+export class ProxyCaches {
+  /** `repo@digest` → manifest linked there (storage names). Content-addressed, so never stale. */
   readonly hotManifests: LRUCache<string, HotManifest>;
   /** `repo:tag` → the digest and when the upstream last confirmed it. */
   readonly hotTags: LRUCache<string, HotTag>;
@@ -60,17 +77,9 @@ export class ProxyContext {
   /** `repo:tag` → the upstream refresh of the tag under way, shared by everyone asking meanwhile. */
   readonly refreshes = new Map<string, Promise<HotManifest>>();
   /** Last time an access was written to metadata, to write at most once a minute per digest. */
-  private readonly touched: LRUCache<string, number>;
+  readonly touched: LRUCache<string, number>;
 
-  constructor(
-    readonly local: LocalRegistry,
-    readonly upstream: Upstream,
-    readonly metadata: MetadataStore,
-    readonly fills: FillRegistry,
-    readonly policy: ProxyPolicy,
-    readonly log: Logger,
-    limits: CacheLimits,
-  ) {
+  constructor(limits: CacheLimits, blobConfirmTtlMs: number) {
     // Manifests and referrer lists vary in size (a manifest may be 4 MiB): bounded by bytes too.
     this.hotManifests = new LRUCache({
       max: limits.manifests,
@@ -84,12 +93,73 @@ export class ProxyContext {
       sizeCalculation: (entry) => referrersSize(entry),
     });
     this.linkedBlobs = new LRUCache({ max: limits.descriptors });
-    this.confirmedBlobs = new LRUCache({ max: limits.descriptors, ttl: policy.blobConfirmTtlMs });
+    this.confirmedBlobs = new LRUCache({ max: limits.descriptors, ttl: blobConfirmTtlMs });
     this.touched = new LRUCache({ max: limits.descriptors });
+  }
+
+  /** Forgets everything derived from storage (after maintenance removed content). */
+  clear(): void {
+    this.hotManifests.clear();
+    this.hotTags.clear();
+    this.linkedBlobs.clear();
+    this.hotReferrers.clear();
+  }
+}
+
+export class ProxyContext {
+  readonly hotManifests: LRUCache<string, HotManifest>;
+  readonly hotTags: LRUCache<string, HotTag>;
+  readonly hotReferrers: LRUCache<string, UpstreamReferrers>;
+  readonly linkedBlobs: LRUCache<string, true>;
+  readonly confirmedBlobs: LRUCache<string, number>;
+  readonly refreshes: Map<string, Promise<HotManifest>>;
+  private readonly touched: LRUCache<string, number>;
+  private readonly tagRules: readonly { match: RegExp; ttlMs: number }[];
+
+  constructor(
+    readonly local: LocalRegistry,
+    readonly remote: RemoteRegistry,
+    /** Storage name prefix of this upstream's repositories: '' for the default upstream, `ghcr.io` otherwise. */
+    readonly namespace: string,
+    readonly metadata: MetadataStore,
+    readonly fills: FillRegistry,
+    readonly policy: ProxyPolicy,
+    readonly log: Logger,
+    caches: ProxyCaches,
+  ) {
+    this.hotManifests = caches.hotManifests;
+    this.hotTags = caches.hotTags;
+    this.hotReferrers = caches.hotReferrers;
+    this.linkedBlobs = caches.linkedBlobs;
+    this.confirmedBlobs = caches.confirmedBlobs;
+    this.refreshes = caches.refreshes;
+    this.touched = caches.touched;
+    this.tagRules = (policy.tagTtlRules ?? []).map((rule) => ({ match: globToRegExp(rule.pattern), ttlMs: rule.ttlMs }));
+  }
+
+  /** The upstream's name, for logs, metadata keys and messages. */
+  get upstream(): string {
+    return this.remote.name;
   }
 
   get now(): number {
     return this.metadata.now();
+  }
+
+  /** How long `tag` is served from cache without asking the upstream. */
+  tagTtl(tag: string): number {
+    for (const rule of this.tagRules) if (rule.match.test(tag)) return rule.ttlMs;
+    return this.policy.tagTtlMs;
+  }
+
+  /** The upstream's name for a repository stored here as `name`. */
+  remoteName(name: RepositoryName): RepositoryName {
+    return (this.namespace === '' ? name : name.slice(this.namespace.length + 1)) as RepositoryName;
+  }
+
+  /** The remote repository behind the repository stored here as `name`. */
+  remoteRepository(name: RepositoryName): RemoteRepository {
+    return this.remote.repository(this.remoteName(name));
   }
 
   /** Records a pull for `proxy.ttl` accounting, off the request path. */

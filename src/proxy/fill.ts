@@ -20,7 +20,8 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { blobUnknown, RegistryError } from '../registry/errors.js';
+import type { Readable } from 'node:stream';
+import { RegistryError } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
 import type { RepositoryName } from '../registry/names.js';
 import type { BlobDescriptor, BlobFile } from '../registry/services.js';
@@ -28,10 +29,13 @@ import type { BlobIngest, BlobStore } from '../storage/blobs.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { fillSessionId } from '../storage/owner.js';
 import { pathFor } from '../storage/paths.js';
-import { abandon, discard, type Upstream, type UpstreamResponse, upstreamError } from './upstream.js';
+import type { RemoteBlobService } from '../upstream/remote.js';
 
 /** filling → verified (digest checked, not yet durable) → committed (in place), or → failed. */
 export type FillState = 'filling' | 'verified' | 'committed' | 'failed';
+
+/** The bounds of one upstream's fills (its `timeouts.resume` and `timeouts.fillwait`). */
+export type FillLimits = Pick<FillOptions, 'resumeBudgetMs' | 'followerWaitMs'>;
 
 export interface FillOptions {
   /** Range requests one fill may make after interruptions, in all. */
@@ -78,19 +82,19 @@ export class BlobFill extends EventEmitter {
   }
 
   async run(
-    first: UpstreamResponse,
-    upstream: Upstream,
+    first: Readable,
+    upstream: RemoteBlobService,
     options: FillOptions,
     onCommit: (fill: BlobFill) => Promise<void>,
     signal: AbortSignal,
   ): Promise<void> {
     const resuming = { attempts: 0, spentMs: 0 };
-    let response = first;
+    let body = first;
     try {
       for (;;) {
         let interruption: Error;
         try {
-          await this.copy(response);
+          await this.copy(body);
           if (this.ingest.size >= this.size) break;
           interruption = new Error(`upstream body ended early at ${this.ingest.size} of ${this.size} bytes`);
         } catch (err) {
@@ -99,7 +103,7 @@ export class BlobFill extends EventEmitter {
           // Every byte is here and only the end of the stream broke: let the digest decide.
           if (this.ingest.size >= this.size) break;
         }
-        response = await this.resume(upstream, options, signal, interruption, resuming);
+        body = await this.resume(upstream, options, signal, interruption, resuming);
       }
       // Verified first: followers may have the last byte while the blob is made durable.
       this.ingest.verify(this.size);
@@ -121,9 +125,9 @@ export class BlobFill extends EventEmitter {
     this.emit('progress');
   }
 
-  /** Writes a response body to the spool; a storage failure is a LocalWriteError. */
-  private async copy(response: UpstreamResponse): Promise<void> {
-    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+  /** Writes an upstream body to the spool; a storage failure is a LocalWriteError. */
+  private async copy(body: Readable): Promise<void> {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
       try {
         await this.ingest.write(chunk);
       } catch (err) {
@@ -137,12 +141,12 @@ export class BlobFill extends EventEmitter {
    * a short backoff; throws when the attempts or the time budget run out.
    */
   private async resume(
-    upstream: Upstream,
+    upstream: RemoteBlobService,
     options: FillOptions,
     signal: AbortSignal,
     interruption: Error,
     resuming: { attempts: number; spentMs: number },
-  ): Promise<UpstreamResponse> {
+  ): Promise<Readable> {
     const started = Date.now();
     let reason = interruption;
     try {
@@ -157,7 +161,8 @@ export class BlobFill extends EventEmitter {
           'upstream blob transfer interrupted; resuming with a Range request',
         );
         try {
-          return await this.resumeOnce(upstream, signal);
+          // The remote checks the answer starts at exactly this byte (a 206), or throws.
+          return (await upstream.open(this.digest, { kind: 'from', start: this.ingest.size }, { signal })).stream;
         } catch (err) {
           if (signal.aborted) throw err;
           reason = err as Error;
@@ -168,25 +173,6 @@ export class BlobFill extends EventEmitter {
     } finally {
       resuming.spentMs += Date.now() - started;
     }
-  }
-
-  private async resumeOnce(upstream: Upstream, signal: AbortSignal): Promise<UpstreamResponse> {
-    const offset = this.ingest.size;
-    const response = await upstream.request({
-      signal,
-      method: 'GET',
-      repository: this.repository,
-      kind: 'blobs',
-      reference: this.digest.value,
-      headers: { Range: `bytes=${offset}-` },
-    });
-    response.body.on('error', () => undefined);
-    const range = /^bytes (\d+)-/.exec(response.headers['content-range'] ?? '');
-    if (response.status !== 206 || Number(range?.[1]) !== offset) {
-      abandon(response);
-      throw new Error(`upstream cannot resume at byte ${offset} (status ${response.status})`);
-    }
-    return response;
   }
 
   /**
@@ -266,8 +252,9 @@ function spoolOpener(driver: StorageDriver): (path: string) => Promise<BlobFile>
   return driver.open.bind(driver);
 }
 
-/** A fill in the registry: known by its repository before the upstream has answered. */
+/** A fill in the registry: known by its upstream and repository before the upstream has answered. */
 export interface RunningFill {
+  readonly upstream: string;
   readonly repository: RepositoryName;
   /**
    * Resolves once the upstream answered with headers: the fill, or undefined
@@ -276,7 +263,7 @@ export interface RunningFill {
   readonly started: Promise<BlobFill | undefined>;
 }
 
-/** The fills under way in this process, one per digest. */
+/** The fills under way in this process, one per upstream and digest. */
 export class FillRegistry {
   private readonly fills = new Map<string, RunningFill>();
   /** Aborted on close: fills stop and clean up after themselves. */
@@ -300,21 +287,30 @@ export class FillRegistry {
     await Promise.allSettled([...this.fills.values()].map(async ({ started }) => (await started)?.done));
   }
 
-  current(digest: Digest): RunningFill | undefined {
-    return this.fills.get(digest.value);
+  current(upstream: string, digest: Digest): RunningFill | undefined {
+    return this.fills.get(`${upstream}@${digest.value}`);
   }
 
   /**
    * Joins the fill of `digest` or starts one. Resolves once the upstream
    * answered with headers, to undefined when the blob is stored already.
    */
-  start(upstream: Upstream, repository: RepositoryName, digest: Digest, onCommit: (fill: BlobFill) => Promise<void>): Promise<BlobFill | undefined> {
-    const existing = this.fills.get(digest.value);
+  start(
+    remote: RemoteBlobService,
+    upstream: string,
+    repository: RepositoryName,
+    digest: Digest,
+    onCommit: (fill: BlobFill) => Promise<void>,
+    limits?: FillLimits,
+  ): Promise<BlobFill | undefined> {
+    const key = `${upstream}@${digest.value}`;
+    const existing = this.fills.get(key);
     if (existing) return existing.started;
     const forget = (): void => {
-      if (this.fills.get(digest.value) === entry) this.fills.delete(digest.value);
+      if (this.fills.get(key) === entry) this.fills.delete(key);
     };
-    const started = this.begin(upstream, repository, digest, onCommit).then(
+    const options = limits === undefined ? this.options : { ...this.options, ...limits };
+    const started = this.begin(remote, upstream, repository, digest, onCommit, options).then(
       (fill) => {
         if (fill === undefined) forget();
         else void fill.done.catch(() => undefined).finally(forget);
@@ -325,49 +321,41 @@ export class FillRegistry {
         throw err;
       },
     );
-    const entry: RunningFill = { repository, started };
-    this.fills.set(digest.value, entry);
+    const entry: RunningFill = { upstream, repository, started };
+    this.fills.set(key, entry);
     return started;
   }
 
   private async begin(
-    upstream: Upstream,
+    remote: RemoteBlobService,
+    upstream: string,
     repository: RepositoryName,
     digest: Digest,
     onCommit: (fill: BlobFill) => Promise<void>,
+    options: FillOptions,
   ): Promise<BlobFill | undefined> {
     const { signal } = this.closing;
     if (signal.aborted) throw new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
     // A fill that committed between the caller's look at storage and now is not fetched again.
     if ((await this.blobs.stat(digest)) !== undefined) return undefined;
-    const response = await upstream.request({ method: 'GET', repository, kind: 'blobs', reference: digest.value, signal });
-    // The body may break before the fill reads it (storage is set up first): that must reach the fill, not crash the process.
-    response.body.on('error', () => undefined);
-    if (response.status !== 200) {
-      discard(response);
-      throw upstreamError(upstream.name, response.status, response.headers, () => blobUnknown(digest.value));
-    }
-    const size = Number(response.headers['content-length']);
-    if (!Number.isSafeInteger(size) || size < 0) {
-      abandon(response);
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${upstream.name} sent blob ${digest.value} without a Content-Length`);
-    }
+    const { descriptor, stream } = await remote.open(digest, undefined, { signal });
     let ingest: BlobIngest;
     try {
       ingest = await this.blobs.begin(repository, digest, fillSessionId());
     } catch (err) {
-      abandon(response); // the body will not be read: give its connection up now
-      this.options.log.error({ err, repository, digest: digest.value }, 'cannot start storing a blob');
+      stream.destroy(); // the body will not be read: give its connection up now
+      options.log.error({ err, repository, digest: digest.value }, 'cannot start storing a blob');
       throw new RegistryError('UNAVAILABLE', `stevedore cannot store blob ${digest.value}: ${(err as Error).message}`);
     }
-    const fill = new BlobFill(repository, digest, size, ingest, this.driver, this.options.followerWaitMs);
-    this.options.log.info({ repository, digest: digest.value, size, upstream: upstream.name }, 'blob fill started');
+    const { size } = descriptor;
+    const fill = new BlobFill(repository, digest, size, ingest, this.driver, options.followerWaitMs);
+    options.log.info({ repository, digest: digest.value, size, upstream }, 'blob fill started');
     const began = Date.now();
-    void fill.run(response, upstream, this.options, onCommit, signal).then(() => {
+    void fill.run(stream, remote, options, onCommit, signal).then(() => {
       if (fill.state === 'committed') {
-        this.options.log.info({ repository, digest: digest.value, size, durationMs: Date.now() - began }, 'blob fill committed');
+        options.log.info({ repository, digest: digest.value, size, durationMs: Date.now() - began }, 'blob fill committed');
       } else {
-        this.options.log.warn({ repository, digest: digest.value, err: fill.error?.message }, 'blob fill failed; nothing was stored');
+        options.log.warn({ repository, digest: digest.value, err: fill.error?.message }, 'blob fill failed; nothing was stored');
       }
     });
     return fill;

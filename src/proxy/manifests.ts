@@ -18,22 +18,17 @@
  * platform, fetched by digest if needed, or MANIFEST_UNKNOWN.
  * Payloads are stored and served exactly as the upstream sent them.
  */
-import { manifestUnknown, RegistryError } from '../registry/errors.js';
-import { type Digest, digestOf, tryParseDigest } from '../registry/digest.js';
-import { MAX_MANIFEST_SIZE, parseManifest } from '../registry/manifest.js';
-import { accepts, MANIFEST_MEDIA_TYPES, MediaType } from '../registry/mediatypes.js';
+import { isUpstreamOutage, RegistryError } from '../registry/errors.js';
+import { type Digest, tryParseDigest } from '../registry/digest.js';
+import { accepts, MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName, Tag } from '../registry/names.js';
 import { negotiate, notAcceptable } from '../registry/negotiate.js';
 import type { Reference } from '../registry/reference.js';
 import type { ManifestContent, ManifestRequest, ManifestService } from '../registry/services.js';
 import type { LocalManifests } from '../storage/local.js';
+import type { RemoteRepository } from '../upstream/remote.js';
 import type { HotManifest, ProxyContext } from './context.js';
-import { discard, readBody, upstreamError, type UpstreamResponse } from './upstream.js';
 
-/** What a fully capable client sends: every type Stevedore stores. Never the caller's Accept. */
-const FULL_ACCEPT: Readonly<Record<string, string>> = Object.freeze({ Accept: MANIFEST_MEDIA_TYPES.join(', ') });
-
-const OUTAGES = new Set(['UNAVAILABLE', 'UPSTREAM_ERROR', 'TOOMANYREQUESTS']);
 
 const staleWarning = (upstream: string, why: string): string =>
   `stevedore: served from cache; upstream ${upstream} is unavailable (${why})`;
@@ -41,11 +36,15 @@ const staleWarning = (upstream: string, why: string): string =>
 const digestReference = (digest: Digest): Reference => ({ kind: 'digest', digest, value: digest.value });
 
 export class ProxyManifests implements ManifestService {
+  private readonly remote: RemoteRepository;
+
   constructor(
     private readonly ctx: ProxyContext,
     private readonly name: RepositoryName,
     private readonly local: LocalManifests,
-  ) {}
+  ) {
+    this.remote = ctx.remoteRepository(name);
+  }
 
   async get(reference: Reference, request: ManifestRequest): Promise<ManifestContent> {
     const content = reference.kind === 'digest' ? await this.byDigest(reference, request) : await this.byTag(reference, request);
@@ -113,24 +112,24 @@ export class ProxyManifests implements ManifestService {
     const { tag } = reference;
     const known = ctx.hotTags.get(`${this.name}:${tag}`) ?? (await this.knownTag(tag));
     const cached = known === undefined ? undefined : await this.stored(known.digest);
-    if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.policy.tagTtlMs) {
+    if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.tagTtl(tag)) {
       return this.answer(reference, cached, request);
     }
     let entry: HotManifest;
     try {
       entry = await this.refreshTag(tag, cached);
     } catch (err) {
-      const outage = err instanceof RegistryError && OUTAGES.has(err.code);
+      const outage = isUpstreamOutage(err);
       if (!outage || cached === undefined) throw err;
-      ctx.log.warn({ repository: this.name, tag, upstream: ctx.upstream.name, reason: err.message }, 'serving a stale tag: upstream unavailable');
-      return this.answer(reference, cached, request, [staleWarning(ctx.upstream.name, err.code)]);
+      ctx.log.warn({ repository: this.name, tag, upstream: ctx.upstream, reason: err.message }, 'serving a stale tag: upstream unavailable');
+      return this.answer(reference, cached, request, [staleWarning(ctx.upstream, err.code)]);
     }
     return this.answer(reference, entry, request);
   }
 
   /** The tag as last recorded in metadata, else as found in storage (never confirmed: checkedAt 0). */
   private async knownTag(tag: Tag): Promise<{ digest: string; checkedAt: number } | undefined> {
-    const recorded = await this.ctx.metadata.getTag(this.ctx.upstream.name, this.name, tag);
+    const recorded = await this.ctx.metadata.getTag(this.ctx.upstream, this.name, tag);
     if (recorded !== undefined) return recorded;
     const digest = await this.ctx.local.storage.tags.resolve(this.name, tag);
     return digest === undefined ? undefined : { digest: digest.value, checkedAt: 0 };
@@ -148,16 +147,13 @@ export class ProxyManifests implements ManifestService {
     return running;
   }
 
-  /** Asks the upstream what the tag points at now; fetches only what is not stored. */
+  /** Asks the upstream what the tag points at now (a HEAD); fetches only what is not stored. */
   private async askUpstream(tag: Tag, cached: HotManifest | undefined): Promise<HotManifest> {
-    const { ctx } = this;
-    const head = await ctx.upstream.request({ method: 'HEAD', repository: this.name, kind: 'manifests', reference: tag, headers: FULL_ACCEPT });
-    discard(head);
-    if (head.status !== 200) throw this.failure(head, tag);
-    const announced = tryParseDigest(head.headers['docker-content-digest'] ?? '');
+    const reference: Reference = { kind: 'tag', tag, value: tag };
+    const announced = await this.remote.manifests.resolve(reference);
     let entry = announced === undefined ? undefined : cached?.digest.value === announced.value ? cached : await this.stored(announced);
     // Schema1 signatures differ from fetch to fetch: a GET collects the upstream's current ones.
-    if (entry === undefined || entry.mediaType === MediaType.DockerSchema1Signed) entry = await this.fetch({ kind: 'tag', tag, value: tag });
+    if (entry === undefined || entry.mediaType === MediaType.DockerSchema1Signed) entry = await this.fetch(reference);
     await this.recordTag(tag, entry.digest);
     return entry;
   }
@@ -166,69 +162,31 @@ export class ProxyManifests implements ManifestService {
     const { ctx } = this;
     const current = await ctx.local.storage.tags.resolve(this.name, tag);
     if (current?.value !== digest.value) await ctx.local.storage.tags.tag(this.name, tag, digest);
-    const state = await ctx.metadata.setTag(ctx.upstream.name, this.name, tag, digest.value);
+    const state = await ctx.metadata.setTag(ctx.upstream, this.name, tag, digest.value);
     ctx.hotTags.set(`${this.name}:${tag}`, state);
   }
 
-  private failure(response: UpstreamResponse, reference: string): RegistryError {
-    return upstreamError(this.ctx.upstream.name, response.status, response.headers, () => manifestUnknown(this.name, reference));
-  }
-
-  private mismatch(what: string, expected: string, actual: string): RegistryError {
-    return new RegistryError('UPSTREAM_ERROR', `upstream ${this.ctx.upstream.name} sent a manifest that does not match ${what}`, {
-      detail: { expected, actual },
-    });
-  }
-
   /**
-   * GETs a manifest from the upstream as a fully capable client, checks it
-   * against the digest asked for and the one announced, and only then stores
-   * it and links the revision.
+   * GETs a manifest from the upstream (as a fully capable client, checked
+   * against the digest asked for and the one announced: remote.ts), then
+   * stores it and links the revision.
    */
   private async fetch(reference: Reference): Promise<HotManifest> {
     const { ctx } = this;
-    const response = await ctx.upstream.request({ method: 'GET', repository: this.name, kind: 'manifests', reference: reference.value, headers: FULL_ACCEPT });
-    if (response.status !== 200) {
-      discard(response);
-      throw this.failure(response, reference.value);
-    }
-    const document = await readBody(response, MAX_MANIFEST_SIZE, 'manifest');
-    const contentType = response.headers['content-type']?.split(';')[0]?.trim();
-    let mediaType: string;
-    try {
-      mediaType = parseManifest(document, contentType).mediaType;
-    } catch (err) {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${ctx.upstream.name} sent an invalid manifest: ${(err as Error).message}`, { cause: err });
-    }
-    const announced = tryParseDigest(response.headers['docker-content-digest'] ?? '');
-    const expected = reference.kind === 'digest' ? reference.digest : announced;
-    if (mediaType === MediaType.DockerSchema1Signed) return this.fetchedSchema1(reference, document, expected);
-    const digest = digestOf(document, expected?.algorithm ?? 'sha256');
-    if (reference.kind === 'digest' && digest.value !== reference.digest.value) throw this.mismatch('its digest', reference.digest.value, digest.value);
-    if (announced !== undefined && digestOf(document, announced.algorithm).value !== announced.value) {
-      throw this.mismatch('its Docker-Content-Digest', announced.value, digestOf(document, announced.algorithm).value);
-    }
-    await ctx.local.storage.blobs.put(document, digest.algorithm);
+    const { digest, mediaType, payload } = await this.remote.manifests.get(reference, { accept: [] });
+    if (mediaType === MediaType.DockerSchema1Signed) return this.storeSchema1(reference, payload, digest);
+    await ctx.local.storage.blobs.put(payload, digest.algorithm);
     await ctx.local.storage.revisions.link(this.name, digest);
-    ctx.log.info({ repository: this.name, reference: reference.value, digest: digest.value, mediaType, upstream: ctx.upstream.name }, 'manifest cached');
-    return this.remember({ digest, mediaType, payload: document });
+    ctx.log.info({ repository: this.name, reference: reference.value, digest: digest.value, mediaType, upstream: ctx.upstream }, 'manifest cached');
+    return this.remember({ digest, mediaType, payload });
   }
 
-  /** A schema1 signed manifest: verified, checked, then payload and signatures stored apart, served with every signature known. */
-  private async fetchedSchema1(reference: Reference, document: Buffer, expected: Digest | undefined): Promise<HotManifest> {
+  /** A schema1 signed manifest: signatures verified, then payload and signatures stored apart, served with every signature known. */
+  private async storeSchema1(reference: Reference, document: Buffer, digest: Digest): Promise<HotManifest> {
     const { ctx } = this;
-    let ingested;
-    try {
-      ingested = await ctx.local.storage.schema1.ingest(this.name, document, expected);
-    } catch (err) {
-      if (err instanceof RegistryError && err.code === 'DIGEST_INVALID') {
-        throw new RegistryError('UPSTREAM_ERROR', `upstream ${ctx.upstream.name} sent a schema1 manifest whose payload does not match its digest`, { cause: err });
-      }
-      throw err;
-    }
-    const { digest, added } = ingested;
+    const { added } = await ctx.local.storage.schema1.ingest(this.name, document, digest);
     const { mediaType, payload } = await ctx.local.storage.servableManifest(this.name, digest);
-    ctx.log.info({ repository: this.name, reference: reference.value, digest: digest.value, signaturesAdded: added, upstream: ctx.upstream.name }, 'schema1 manifest cached');
+    ctx.log.info({ repository: this.name, reference: reference.value, digest: digest.value, signaturesAdded: added, upstream: ctx.upstream }, 'schema1 manifest cached');
     return this.remember({ digest, mediaType, payload });
   }
 }

@@ -10,9 +10,8 @@
  * through so clients fall back to the tag schema themselves — never an empty
  * 200 that would hide signatures stored as tags.
  */
-import { RegistryError } from '../registry/errors.js';
+import { isUpstreamOutage, RegistryError } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
-import { MAX_MANIFEST_SIZE } from '../registry/manifest.js';
 import { MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName, Tag } from '../registry/names.js';
 import {
@@ -25,7 +24,6 @@ import {
 import type { ManifestService, ReferrerService, ReferrersResult } from '../registry/services.js';
 import { localReferrers } from '../storage/referrers.js';
 import type { ProxyContext } from './context.js';
-import { discard, readBody, upstreamError, type UpstreamResponse } from './upstream.js';
 
 /** What the upstream said about a subject, and when. `found: false`: it has no referrers API and no fallback tag. */
 export interface UpstreamReferrers {
@@ -34,7 +32,6 @@ export interface UpstreamReferrers {
   checkedAt: number;
 }
 
-const OUTAGES = new Set(['UNAVAILABLE', 'UPSTREAM_ERROR', 'TOOMANYREQUESTS']);
 
 export class ProxyReferrers implements ReferrerService {
   constructor(
@@ -47,7 +44,7 @@ export class ProxyReferrers implements ReferrerService {
     const { ctx } = this;
     const local = await localReferrers(ctx.local.storage, this.name, subject);
     const key = `${this.name}@${subject.value}`;
-    const cached = ctx.hotReferrers.get(key) ?? (await ctx.metadata.getReferrers<UpstreamReferrers>(ctx.upstream.name, this.name, subject.value));
+    const cached = ctx.hotReferrers.get(key) ?? (await ctx.metadata.getReferrers<UpstreamReferrers>(ctx.upstream, this.name, subject.value));
     let remote = cached;
     const warnings: string[] = [];
     if (cached === undefined || ctx.now - cached.checkedAt >= ctx.policy.tagTtlMs) {
@@ -56,15 +53,15 @@ export class ProxyReferrers implements ReferrerService {
         ctx.hotReferrers.set(key, remote);
         // "No referrers API and no fallback tag" is remembered in memory only (bounded), not in the
         // shared store: every subject a client ever probed would otherwise stay there forever.
-        if (remote.found) await ctx.metadata.setReferrers(ctx.upstream.name, this.name, subject.value, remote);
+        if (remote.found) await ctx.metadata.setReferrers(ctx.upstream, this.name, subject.value, remote);
       } catch (err) {
-        if (!(err instanceof RegistryError && OUTAGES.has(err.code)) || (cached === undefined && local.length === 0)) throw err;
+        if (!isUpstreamOutage(err) || (cached === undefined && local.length === 0)) throw err;
         ctx.log.warn({ repository: this.name, subject: subject.value, reason: err.message }, 'serving cached referrers: upstream unavailable');
-        warnings.push(`stevedore: referrers served from cache; upstream ${ctx.upstream.name} is unavailable (${err.code})`);
+        warnings.push(`stevedore: referrers served from cache; upstream ${ctx.upstream} is unavailable (${err.code})`);
       }
     }
     if (remote !== undefined && !remote.found && local.length === 0) {
-      throw new RegistryError('NOT_FOUND', `upstream ${ctx.upstream.name} has no referrers API and no ${fallbackTag(subject)} tag: use the tag schema`, {
+      throw new RegistryError('NOT_FOUND', `upstream ${ctx.upstream} has no referrers API and no ${fallbackTag(subject)} tag: use the tag schema`, {
         detail: { subject: subject.value },
       });
     }
@@ -75,20 +72,14 @@ export class ProxyReferrers implements ReferrerService {
   }
 
   private async fetch(subject: Digest): Promise<UpstreamReferrers> {
-    const { ctx } = this;
-    const response = await ctx.upstream.request({
-      method: 'GET',
-      repository: this.name,
-      kind: 'referrers',
-      reference: subject.value,
-      headers: { Accept: MediaType.OciIndex },
-    });
-    if (response.status === 200) return { manifests: descriptorsOfIndex(await readJson(response)), found: true, checkedAt: ctx.now };
-    discard(response);
-    if (response.status !== 404) {
-      throw upstreamError(ctx.upstream.name, response.status, response.headers, () => new RegistryError('NOT_FOUND', 'referrers not found'));
+    try {
+      const { manifests } = await this.ctx.remoteRepository(this.name).referrers.list(subject);
+      return { manifests, found: true, checkedAt: this.ctx.now };
+    } catch (err) {
+      // NOT_FOUND: the upstream has no referrers API; the tag schema may still list them.
+      if (err instanceof RegistryError && err.code === 'NOT_FOUND') return this.fallback(subject);
+      throw err;
     }
-    return this.fallback(subject);
   }
 
   /** The tag schema: referrers listed in the index tagged `sha256-<hex>`, cached like any tag. */
@@ -103,14 +94,5 @@ export class ProxyReferrers implements ReferrerService {
       }
       throw err;
     }
-  }
-}
-
-async function readJson(response: UpstreamResponse): Promise<unknown> {
-  const body = await readBody(response, MAX_MANIFEST_SIZE, 'referrers answer');
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new RegistryError('UPSTREAM_ERROR', 'upstream referrers answer is not JSON');
   }
 }

@@ -5,14 +5,14 @@
 import { LRUCache } from 'lru-cache';
 import type { RepositoryName } from '../registry/names.js';
 import type { Registry, Repository, TagService } from '../registry/services.js';
-import { RegistryError, nameUnknown } from '../registry/errors.js';
+import { isUpstreamOutage, RegistryError } from '../registry/errors.js';
 import type { LocalTags } from '../storage/local.js';
 import { LocalRepository } from '../storage/local.js';
 import { ProxyBlobs } from './blobs.js';
 import type { ProxyContext } from './context.js';
 import { ProxyManifests } from './manifests.js';
 import { ProxyReferrers } from './referrers.js';
-import { discard, readBody, upstreamError } from './upstream.js';
+
 
 export class ProxyRegistry implements Registry {
   /** Repository objects hold no state of their own: reuse them rather than build five per request. */
@@ -65,29 +65,15 @@ class ProxyTags implements TagService {
   }
 
   async list(): Promise<string[]> {
-    const { upstream } = this.ctx;
     const cached = await this.cached();
-    let response;
+    let remote: string[];
     try {
-      response = await upstream.request({ method: 'GET', repository: this.name, kind: 'tags', reference: 'list' });
+      remote = await this.ctx.remoteRepository(this.name).tags.list();
     } catch (err) {
-      if (cached.length > 0) return cached;
+      // Down, failing or rate-limiting: what is cached here is the best answer there is.
+      if (isUpstreamOutage(err) && cached.length > 0) return cached;
       throw err;
     }
-    if (response.status !== 200) {
-      discard(response);
-      if (response.status >= 500 && cached.length > 0) return cached;
-      throw upstreamError(upstream.name, response.status, response.headers, () => nameUnknown(this.name));
-    }
-    const body = await readBody(response, 16 * 1024 * 1024, 'tag list');
-    let remote: unknown;
-    try {
-      remote = (JSON.parse(body.toString('utf8')) as { tags?: unknown }).tags;
-    } catch {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${upstream.name} sent an unreadable tag list`);
-    }
-    const tags = new Set(cached);
-    if (Array.isArray(remote)) for (const tag of remote) if (typeof tag === 'string') tags.add(tag);
-    return [...tags].sort();
+    return [...new Set([...cached, ...remote])].sort();
   }
 }

@@ -83,3 +83,8 @@ export const unsupported = (what: string): RegistryError =>
 export function truncate(value: string, max = 256): string {
   return value.length > max ? `${value.slice(0, max)}…` : value;
 }
+
+/** Codes that mean "the upstream cannot serve now" (down, failing, rate-limiting): cached content may be served instead. */
+const OUTAGE_CODES: ReadonlySet<string> = new Set(['UNAVAILABLE', 'UPSTREAM_ERROR', 'TOOMANYREQUESTS']);
+
+export const isUpstreamOutage = (err: unknown): err is RegistryError => err instanceof RegistryError && OUTAGE_CODES.has(err.code);

@@ -3,7 +3,7 @@
  * blob, link, revision and tag stores. The pull-through proxy decorates this.
  */
 import { LRUCache } from 'lru-cache';
-import { blobUnknown, manifestUnknown, RegistryError } from '../registry/errors.js';
+import { blobUnknown, manifestUnknown } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
 import { parseManifest } from '../registry/manifest.js';
 import { MediaType } from '../registry/mediatypes.js';

@@ -39,6 +39,7 @@ import { findChallenge, parseChallenges } from './challenge.js';
 import { createDispatcher } from './dispatcher.js';
 import { basicAuthorization, flattenHeaders, isAbort, networkReason, packageVersion, readLimited, withoutQuery } from './http.js';
 import { followRedirects, isRedirect, type Exchange } from './redirects.js';
+import { RateLimit, type RateLimitState } from './ratelimit.js';
 import { TokenCache } from './tokens.js';
 
 export interface UpstreamRequest {
@@ -105,6 +106,7 @@ export class UpstreamClient {
   private readonly ownsDispatcher: boolean;
   private readonly tokens: TokenCache;
   private readonly breaker: CircuitBreaker;
+  private readonly rateLimit: RateLimit;
   private readonly log: Logger;
   private readonly userAgent: string;
   private readonly basic: string | undefined;
@@ -133,6 +135,7 @@ export class UpstreamClient {
       ...(credentials ? { credentials } : {}),
       ...(options.now ? { now: options.now } : {}),
     });
+    this.rateLimit = new RateLimit(options.name, this.log, options.now ?? Date.now);
     this.breaker = new CircuitBreaker({
       name: options.name,
       logger: options.logger,
@@ -143,6 +146,11 @@ export class UpstreamClient {
 
   get name(): string {
     return this.options.name;
+  }
+
+  /** What the upstream's rate-limit headers said last (Docker Hub). */
+  get rateLimitState(): Readonly<RateLimitState> {
+    return this.rateLimit.current;
   }
 
   /** True while the circuit breaker keeps requests from going out. */
@@ -156,6 +164,8 @@ export class UpstreamClient {
     if (req.kind !== 'tags') parseReference(req.reference);
     const repository = this.options.dockerHub && !req.repository.includes('/') ? `library/${req.repository}` : req.repository;
     const url = this.urlFor(repository, req);
+    const limited = this.rateLimit.refusal(req.kind, req.method);
+    if (limited !== undefined) throw limited;
     const permit = this.breaker.allow();
     if (permit === undefined) {
       const seconds = Math.max(1, Math.ceil(this.breaker.retryInMs() / 1000));
@@ -173,6 +183,7 @@ export class UpstreamClient {
         await sleep(delay, undefined, signalOption(req.signal));
         exchange = await this.exchange(req, repository, url);
       }
+      this.rateLimit.observe(req.kind, exchange.status, exchange.headers);
       if (exchange.status >= 500) {
         this.breaker.release(permit);
         this.checkBase();

@@ -21,6 +21,9 @@ const HEADINGS: Record<Status, string> = {
 
 const TYPE_WORDS: Record<Kind, string> = {
   section: 'section',
+  named: 'named sections',
+  ttls: 'duration or mapping',
+  strings: 'list of strings',
   string: 'string',
   bool: 'boolean',
   int: 'integer',
@@ -89,7 +92,8 @@ t.test('schema keys are unambiguous as environment variables', async (t) => {
     t.notOk(seen.has(key), `${entry.path} and ${seen.get(key) ?? ''} share ${key}`);
     seen.set(key, entry.path);
     const parent = entry.path.split('.').slice(0, -1).join('.');
-    if (parent !== '') t.equal(SCHEMA_BY_PATH.get(parent)?.kind, 'section', `${entry.path}: parent is a section`);
+    if (parent.endsWith('.*')) t.equal(SCHEMA_BY_PATH.get(parent.slice(0, -2))?.kind, 'named', `${entry.path}: under a named section`);
+    else if (parent !== '') t.equal(SCHEMA_BY_PATH.get(parent)?.kind, 'section', `${entry.path}: parent is a section`);
   }
 });
 

@@ -1,7 +1,8 @@
 /**
- * A small registry that speaks the distribution protocol for one repository,
- * for the faults a real Distribution cannot produce: a wrong byte, a cut
- * connection, a stall. It counts the requests it receives.
+ * A small registry that speaks the distribution protocol for one repository
+ * (or a few with the same content, `alsoServe`), for the faults a real
+ * Distribution cannot produce: a wrong byte, a cut connection, a stall, a held
+ * download, a fixed odd answer per endpoint. It counts the requests it receives.
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { createHash } from 'node:crypto';
@@ -12,6 +13,23 @@ import type { AddressInfo, Socket } from 'node:net';
  * 'stall-always': resumes too get their headers and then silence: the upstream never finishes.
  */
 export type BlobFault = 'none' | 'wrong-byte' | 'cut' | 'stall' | 'stall-always' | 'no-range';
+
+/** What `answers` makes the fake reply to every GET and HEAD of one kind of endpoint. */
+export interface FakeAnswer {
+  status: number;
+  headers?: Record<string, string>;
+  /** Sent to GETs; HEADs get the headers only. */
+  body?: Buffer | string;
+  /** Send the body chunked, without Content-Length (a HEAD then has no Content-Length either). */
+  chunked?: boolean;
+}
+
+export type FakeEndpoint = 'manifests' | 'blobs' | 'tags' | 'referrers';
+
+export interface FakeUpstreamOptions {
+  /** More repositories served with the same content as the first. */
+  alsoServe?: string[];
+}
 
 export interface FakeBlob {
   content: Buffer;
@@ -32,6 +50,12 @@ export interface FakeUpstream {
   manifestOverride?: { status: number; headers: Record<string, string> };
   /** When set, every blob GET and HEAD is answered with this status (a CDN's 5xx), the base and manifests still fine. */
   blobStatus?: number;
+  /** When set, `GET /v2/<repo>/tags/list` lists these (as given, unsorted); absent: 404, as before. */
+  tags?: string[];
+  /** Per endpoint kind, a fixed answer that replaces the normal handling (for 401, 418, bad JSON, chunked bodies…). */
+  answers: Partial<Record<FakeEndpoint, FakeAnswer>>;
+  /** When set, blob GETs (not HEADs, not Range resumes) wait for it before answering: a held download. */
+  blobGate?: Promise<void>;
   /** `METHOD path` of every request, in order. */
   log: string[];
   count(method: string, pathPart: string): number;
@@ -44,17 +68,18 @@ export function blob(content: Buffer): FakeBlob {
   return { content, digest: sha256(content) };
 }
 
-export async function startFakeUpstream(repository: string): Promise<FakeUpstream> {
+export async function startFakeUpstream(repository: string, options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
   const sockets = new Set<Socket>();
   const state: Omit<FakeUpstream, 'url' | 'host' | 'close' | 'count'> = {
     blobs: new Map(),
     manifests: new Map(),
     referrers: new Map(),
+    answers: {},
     fault: 'none',
     faultResumes: false,
     log: [],
   };
-  const prefix = `/v2/${repository}/`;
+  const prefixes = [repository, ...(options.alsoServe ?? [])].map((name) => `/v2/${name}/`);
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = req.url ?? '/';
@@ -64,8 +89,17 @@ export async function startFakeUpstream(repository: string): Promise<FakeUpstrea
       res.end('{}');
       return;
     }
-    if (!path.startsWith(prefix)) return notFound(res, 'NAME_UNKNOWN');
+    const prefix = prefixes.find((p) => path.startsWith(p));
+    if (prefix === undefined) return notFound(res, 'NAME_UNKNOWN');
     const [kind, reference = ''] = path.slice(prefix.length).split('/');
+    const answer = state.answers[kind as FakeEndpoint];
+    if (answer !== undefined) return sendAnswer(req, res, answer);
+    if (kind === 'tags' && reference.split('?')[0] === 'list' && state.tags !== undefined) {
+      const body = JSON.stringify({ name: prefix.slice('/v2/'.length, -1), tags: state.tags });
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
     if (kind === 'manifests' && state.manifestOverride) {
       res.writeHead(state.manifestOverride.status, { 'Content-Type': 'application/json', ...state.manifestOverride.headers })
       res.end('{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}')
@@ -97,7 +131,9 @@ export async function startFakeUpstream(repository: string): Promise<FakeUpstrea
     }
     const found = state.blobs.get(reference);
     if (!found) return notFound(res, 'BLOB_UNKNOWN');
-    serveBlob(req, res, found, state);
+    const gate = req.method === 'GET' && req.headers.range === undefined ? state.blobGate : undefined;
+    if (gate === undefined) serveBlob(req, res, found, state);
+    else void gate.then(() => serveBlob(req, res, found, state));
   };
 
   const server: Server = createServer(handler);
@@ -116,6 +152,22 @@ export async function startFakeUpstream(repository: string): Promise<FakeUpstrea
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   });
+}
+
+function sendAnswer(req: IncomingMessage, res: ServerResponse, answer: FakeAnswer): void {
+  const body = answer.body === undefined ? undefined : Buffer.from(answer.body);
+  const headers: Record<string, string | number> = { ...answer.headers };
+  if (body !== undefined && !answer.chunked) headers['Content-Length'] = body.length;
+  res.writeHead(answer.status, headers);
+  if (req.method === 'HEAD' || body === undefined) {
+    res.end();
+    return;
+  }
+  if (answer.chunked) {
+    // A write before end: Node sends `Transfer-Encoding: chunked` rather than computing a length.
+    res.write(body);
+    res.end();
+  } else res.end(body);
 }
 
 function notFound(res: ServerResponse, code: string): void {

@@ -8,11 +8,13 @@ import { createHash } from 'node:crypto'
 import { PassThrough, Readable } from 'node:stream'
 import { pino, type Logger } from 'pino'
 import { MetadataStore } from '../../src/metadata/store.js'
-import { ProxyContext } from '../../src/proxy/context.js'
-import { FillRegistry, type FillOptions } from '../../src/proxy/fill.js'
+import { ProxyCaches, ProxyContext } from '../../src/proxy/context.js'
+import { FillRegistry, type BlobFill, type FillOptions } from '../../src/proxy/fill.js'
 import { ProxyRegistry } from '../../src/proxy/registry.js'
-import type { Upstream, UpstreamRequest, UpstreamResponse } from '../../src/proxy/upstream.js'
+import type { UpstreamRequest, UpstreamResponse } from '../../src/upstream/client.js'
+import { RemoteRegistry, type UpstreamTransport } from '../../src/upstream/remote.js'
 import { parseDigest, type Digest } from '../../src/registry/digest.js'
+import type { RepositoryName } from '../../src/registry/names.js'
 import type { BlobStore } from '../../src/storage/blobs.js'
 import type { StorageDriver } from '../../src/storage/driver.js'
 import { FilesystemDriver } from '../../src/storage/filesystem.js'
@@ -22,7 +24,7 @@ import type { Teardown } from './tmp.js'
 
 export type Script = (req: UpstreamRequest, n: number) => Promise<UpstreamResponse> | UpstreamResponse
 
-export class ScriptedUpstream implements Upstream {
+export class ScriptedUpstream implements UpstreamTransport {
   readonly name = 'scripted'
   readonly requests: UpstreamRequest[] = []
   constructor(public script: Script) {}
@@ -66,7 +68,10 @@ export interface ProxyFixture {
   fills: FillRegistry
   ctx: ProxyContext
   registry: ProxyRegistry
+  remote: RemoteRegistry
   log: Logger
+  /** Starts (or joins) a fill of `digest` for `repository`, as ProxyBlobs does. */
+  startFill(repository: RepositoryName, digest: Digest): Promise<BlobFill | undefined>
 }
 
 export interface FixtureOptions {
@@ -79,7 +84,7 @@ export interface FixtureOptions {
   now?: () => number
 }
 
-export function proxyFixture(t: Teardown, root: string, upstream: Upstream, options: FixtureOptions = {}): ProxyFixture {
+export function proxyFixture(t: Teardown, root: string, upstream: UpstreamTransport, options: FixtureOptions = {}): ProxyFixture {
   const real = new FilesystemDriver(root)
   const driver = options.driver?.(real) ?? real
   const local = new LocalRegistry(driver)
@@ -92,17 +97,21 @@ export function proxyFixture(t: Teardown, root: string, upstream: Upstream, opti
     log,
   })
   const metadata = new MetadataStore(options.now === undefined ? {} : { now: options.now })
+  const remote = new RemoteRegistry(upstream)
   const ctx = new ProxyContext(
     local,
-    upstream,
+    remote,
+    '',
     metadata,
     fills,
     { tagTtlMs: options.tagTtlMs ?? 60_000, blobConfirmTtlMs: 60_000 },
     log,
-    { manifests: 100, manifestBytes: 1024 * 1024, descriptors: 1000 },
+    new ProxyCaches({ manifests: 100, manifestBytes: 1024 * 1024, descriptors: 1000 }, 60_000),
   )
   t.teardown(() => fills.close())
-  return { root, driver, local, fills, ctx, registry: new ProxyRegistry(ctx), log }
+  const startFill = (repository: RepositoryName, digest: Digest): Promise<BlobFill | undefined> =>
+    fills.start(remote.repository(repository).blobs, upstream.name, repository, digest, async () => undefined)
+  return { root, driver, local, fills, ctx, registry: new ProxyRegistry(ctx), remote, log, startFill }
 }
 
 /** Reads a whole BlobContent's file (or stream) into memory. */

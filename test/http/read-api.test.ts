@@ -4,6 +4,7 @@ import t from 'tap';
 import { request } from 'node:http';
 import { pino } from 'pino';
 import { createServer } from '../../src/http/server.js';
+import { Routing } from '../../src/routing/routes.js';
 import { digestOf } from '../../src/registry/digest.js';
 import { MediaType } from '../../src/registry/mediatypes.js';
 import { parseRepositoryName, parseTag } from '../../src/registry/names.js';
@@ -60,7 +61,7 @@ t.test('read API', async (t) => {
     if (repo !== 'team/app') await storage.revisions.link(parseRepositoryName(repo), manifestDesc.digest);
   }
 
-  const server = createServer({ registry, log: pino({ level: 'silent' }), accessLog: true });
+  const server = createServer({ routing: new Routing({ upstreams: [], local: registry, unknownNs: 'reject' }), log: pino({ level: 'silent' }), accessLog: true });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
   const { port } = server.address() as { port: number };

@@ -86,8 +86,9 @@ t.test('a tampered signature is refused and nothing is stored', async t => {
   const cache = join(dir, 'cache')
   const proxy = await startInProcess(t, cache, { proxy: { remoteurl: upstream.url } })
   const reply = await fetch(`${proxy.url}/v2/${REPO}/manifests/v1`, { headers: { Accept: PRETTYJWS } })
-  t.equal(reply.status, 400)
-  t.equal(((await reply.json()) as { errors: { code: string }[] }).errors[0]?.code, 'MANIFEST_UNVERIFIED')
+  const body = (await reply.json()) as { errors: { code: string; message: string }[] }
+  t.equal(reply.status, 400, body.errors[0]?.message ?? 'refused')
+  t.equal(body.errors[0]?.code, 'MANIFEST_UNVERIFIED')
   await t.rejects(stat(join(cache, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7))), { code: 'ENOENT' }, 'no payload stored')
   await t.rejects(stat(join(cache, 'docker/registry/v2/repositories', REPO, '_manifests')), { code: 'ENOENT' }, 'no revision or tag linked')
 })

@@ -5,7 +5,7 @@ import { parseDigest } from '../../registry/digest.js';
 import type { RepositoryName } from '../../registry/names.js';
 import { parseRange } from '../../registry/range.js';
 import type { BlobDescriptor } from '../../registry/services.js';
-import type { RequestContext } from '../context.js';
+import { repositoryOf, type RequestContext } from '../context.js';
 
 function blobHeaders(descriptor: BlobDescriptor): Record<string, string | number> {
   return {
@@ -19,19 +19,17 @@ function blobHeaders(descriptor: BlobDescriptor): Record<string, string | number
 
 export async function headBlob(ctx: RequestContext, name: RepositoryName, rawDigest: string): Promise<void> {
   const digest = parseDigest(rawDigest);
-  ctx.fields.repository = name;
   ctx.fields.digest = digest.value;
-  const descriptor = await ctx.registry.repository(name).blobs.stat(digest);
+  const descriptor = await repositoryOf(ctx, name).blobs.stat(digest);
   ctx.res.writeHead(200, { ...blobHeaders(descriptor), 'Content-Length': descriptor.size });
   ctx.res.end();
 }
 
 export async function getBlob(ctx: RequestContext, name: RepositoryName, rawDigest: string): Promise<void> {
   const digest = parseDigest(rawDigest);
-  ctx.fields.repository = name;
   ctx.fields.digest = digest.value;
   const range = parseRange(ctx.req.headers.range);
-  const content = await ctx.registry.repository(name).blobs.open(digest, range);
+  const content = await repositoryOf(ctx, name).blobs.open(digest, range);
   const headers = blobHeaders(content.descriptor);
   if (content.range) {
     const { start, end, size } = content.range;

@@ -1,6 +1,6 @@
 /** GET /v2/<name>/tags/list and GET /v2/_catalog, paginated. */
 import type { RepositoryName } from '../../registry/names.js';
-import type { RequestContext } from '../context.js';
+import { repositoryOf, type RequestContext } from '../context.js';
 import { nextLink, paginate, parsePage } from '../pagination.js';
 
 const MAX_PAGE = 10_000;
@@ -18,14 +18,13 @@ function writeJson(ctx: RequestContext, body: unknown, link: string | undefined)
 }
 
 export async function listTags(ctx: RequestContext, name: RepositoryName): Promise<void> {
-  ctx.fields.repository = name;
   const page = parsePage(ctx.query, MAX_PAGE, MAX_PAGE);
-  const tags = paginate(await ctx.registry.repository(name).tags.list(), page);
+  const tags = paginate(await repositoryOf(ctx, name).tags.list(), page);
   writeJson(ctx, { name, tags }, ctx.query.has('n') ? nextLink(ctx.path, page, tags) : undefined);
 }
 
 export async function listCatalog(ctx: RequestContext): Promise<void> {
   const page = parsePage(ctx.query, CATALOG_DEFAULT_PAGE, MAX_PAGE);
-  const repositories = page.limit === 0 ? [] : await ctx.registry.catalog(page.limit, page.last);
+  const repositories = page.limit === 0 ? [] : await ctx.routing.catalog(page.limit, page.last);
   writeJson(ctx, { repositories }, nextLink(ctx.path, page, repositories));
 }

@@ -2,13 +2,11 @@
 import { parseAccept } from '../../registry/mediatypes.js';
 import type { RepositoryName } from '../../registry/names.js';
 import { parseReference } from '../../registry/reference.js';
-import type { RequestContext } from '../context.js';
+import { repositoryOf, type RequestContext } from '../context.js';
 
 export async function getManifest(ctx: RequestContext, name: RepositoryName, rawReference: string): Promise<void> {
   const reference = parseReference(rawReference);
-  ctx.fields.repository = name;
-  const manifest = await ctx.registry
-    .repository(name)
+  const manifest = await repositoryOf(ctx, name)
     .manifests.get(reference, { accept: parseAccept(ctx.req.headers.accept), head: ctx.head });
   ctx.fields.digest = manifest.digest.value;
   const etag = `"${manifest.digest.value}"`;

@@ -3,14 +3,13 @@ import { parseDigest } from '../../registry/digest.js';
 import { MediaType } from '../../registry/mediatypes.js';
 import type { RepositoryName } from '../../registry/names.js';
 import { referrersIndex } from '../../registry/referrers.js';
-import type { RequestContext } from '../context.js';
+import { repositoryOf, type RequestContext } from '../context.js';
 
 export async function listReferrers(ctx: RequestContext, name: RepositoryName, rawDigest: string): Promise<void> {
   const subject = parseDigest(rawDigest);
-  ctx.fields.repository = name;
   ctx.fields.digest = subject.value;
   const artifactType = ctx.query.get('artifactType') ?? undefined;
-  const result = await ctx.registry.repository(name).referrers.list(subject, artifactType === '' ? undefined : artifactType);
+  const result = await repositoryOf(ctx, name).referrers.list(subject, artifactType === '' ? undefined : artifactType);
   const payload = Buffer.from(JSON.stringify(referrersIndex(result.manifests)));
   const headers: Record<string, string | number | string[]> = {
     'Content-Type': MediaType.OciIndex,

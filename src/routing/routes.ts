@@ -1,0 +1,126 @@
+/**
+ * Request → scope: which registry serves a repository, under which name in
+ * storage, for which upstream. Clients address mirrors in three ways, tried
+ * in this order:
+ *
+ *   1. containerd's `?ns=<host>` (added to every mirror request): the host
+ *      names a configured upstream; a leading path segment naming the same
+ *      upstream (an `override_path` mirror) is dropped;
+ *   2. a leading path segment that is a configured host
+ *      (`/v2/ghcr.io/myorg/app/…`, what podman/CRI-O and path-prefixed
+ *      containerd mirrors send);
+ *   3. otherwise the default upstream (`proxy.*`), where a single-segment
+ *      name means `library/<name>` on Docker Hub; without one, local storage.
+ *
+ * Hosts are keys into the configured upstreams, never hosts to connect to:
+ * an `ns` naming no configured upstream is NAME_UNKNOWN (or, with
+ * `routing.unknownns: default`, the default upstream's) and opens nothing.
+ *
+ * Each upstream's repositories live in storage under its namespace: the
+ * default upstream's at the root (registry:2's layout), the others' under
+ * their host (`ghcr.io/myorg/app`), which is also the name a path-prefixed
+ * client asks for, so the catalog and Distribution show the same names.
+ */
+import { nameInvalid, RegistryError } from '../registry/errors.js';
+import { parseRepositoryName, type RepositoryName } from '../registry/names.js';
+import type { Registry } from '../registry/services.js';
+import { accessMatcher, type RepositoryMatcher } from './patterns.js';
+
+/** The scope a request runs in, passed down from the HTTP layer. */
+export interface RequestScope {
+  /** The registry that serves it: an upstream's pull-through registry, or local storage. */
+  readonly registry: Registry;
+  /** The repository's name in storage (and in the catalog). */
+  readonly name: RepositoryName;
+  /** The upstream serving it; undefined for local storage. */
+  readonly upstream?: string;
+}
+
+export interface RoutedUpstream {
+  name: string;
+  /** Lower-case registry host names it stands for. */
+  hosts: readonly string[];
+  /** Storage name prefix: '' for the default upstream. */
+  namespace: string;
+  /** Single-segment names get `library/`. */
+  dockerHub: boolean;
+  allow: readonly string[];
+  deny: readonly string[];
+  registry: Registry;
+}
+
+interface Route {
+  upstream: RoutedUpstream;
+  allowed: RepositoryMatcher;
+}
+
+export interface RoutingOptions {
+  /** The upstream of `proxy.*`, serving names no host routes elsewhere. */
+  defaultUpstream?: RoutedUpstream;
+  upstreams: readonly RoutedUpstream[];
+  /** What serves names when there is no default upstream. */
+  local: Registry;
+  unknownNs: 'reject' | 'default';
+}
+
+export class Routing {
+  private readonly byHost = new Map<string, Route>();
+  private readonly fallback: Route | undefined;
+
+  constructor(private readonly options: RoutingOptions) {
+    const all = options.defaultUpstream === undefined ? options.upstreams : [options.defaultUpstream, ...options.upstreams];
+    for (const upstream of all) {
+      const route = { upstream, allowed: accessMatcher(upstream.allow, upstream.deny) };
+      for (const host of upstream.hosts) this.byHost.set(host, route);
+      if (upstream === options.defaultUpstream) this.fallback = route;
+    }
+  }
+
+  /** Lists what is cached or stored, under the names clients use: one storage holds every upstream's repositories. */
+  catalog(limit: number, last?: string): Promise<string[]> {
+    return this.options.local.catalog(limit, last);
+  }
+
+  /**
+   * The scope of a request for repository `path` (as written in the URL)
+   * with containerd's `ns` parameter, if any. Throws NAME_UNKNOWN for an
+   * unconfigured `ns`, DENIED for a repository the upstream's patterns refuse.
+   */
+  resolve(path: RepositoryName, ns: string | null): RequestScope {
+    const slash = path.indexOf('/');
+    const first = slash < 0 ? undefined : path.slice(0, slash);
+    let route: Route | undefined;
+    let remote: string = path;
+    if (ns !== null && ns !== '') {
+      route = this.byHost.get(ns.toLowerCase());
+      if (route === undefined) {
+        if (this.options.unknownNs !== 'default' || this.fallback === undefined) {
+          throw new RegistryError('NAME_UNKNOWN', `no upstream is configured for registry ${ns.slice(0, 255)}`, { detail: { ns: ns.slice(0, 255) } });
+        }
+        route = this.fallback;
+      }
+    }
+    const prefixed = first === undefined ? undefined : this.byHost.get(first.toLowerCase());
+    if (prefixed !== undefined && (route === undefined || prefixed === route)) {
+      route = prefixed;
+      remote = path.slice(slash + 1);
+    }
+    route ??= this.fallback;
+    if (route === undefined) return { registry: this.options.local, name: path };
+    const { upstream } = route;
+    if (upstream.dockerHub && !remote.includes('/')) remote = `library/${remote}`;
+    if (!route.allowed(remote)) {
+      throw new RegistryError('DENIED', `repository ${remote} of upstream ${upstream.name} is not served by this mirror`, {
+        detail: { upstream: upstream.name, name: remote },
+      });
+    }
+    const stored = upstream.namespace === '' ? remote : `${upstream.namespace}/${remote}`;
+    let name: RepositoryName;
+    try {
+      name = parseRepositoryName(stored);
+    } catch {
+      throw nameInvalid(stored, `longer than allowed once stored under ${upstream.namespace}/`);
+    }
+    return { registry: upstream.registry, name, upstream: upstream.name };
+  }
+}
