@@ -17,7 +17,9 @@ Commands:
                                   extensions; without one, the embedded
                                   default: filesystem storage under ./data,
                                   in-memory metadata, Docker Hub upstream,
-                                  port 5000.
+                                  port 5000. Several upstreams (upstreams:
+                                  in config.yml) are reached by containerd's
+                                  ?ns=<host> or a /v2/<host>/… path prefix.
   help                            Show this help.
   version                         Print the version.
 
@@ -30,6 +32,7 @@ Environment:
   REGISTRY_<PATH>, STEVEDORE_<PATH>   Override a config key, Distribution style:
                                       REGISTRY_HTTP_ADDR=:5001,
                                       REGISTRY_PROXY_REMOTEURL=https://ghcr.io.
+                                      (upstreams.<name>.* only in the file.)
                                       STEVEDORE_ wins over REGISTRY_.
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY   Outbound proxy for upstream requests.
 

@@ -32,6 +32,7 @@ async function serve(argPath: string | undefined): Promise<void> {
       addr: `${app.address.address}:${app.address.port}`,
       storage: config.storage.filesystem.rootdirectory,
       upstream: config.proxy?.url ?? null,
+      upstreams: Object.fromEntries(config.upstreams.map((u) => [u.name, { url: u.url, hosts: u.hosts, stored: `${u.namespace}/` }])),
       tls: config.http.tls !== undefined,
     },
     'stevedore listening',

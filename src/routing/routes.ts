@@ -22,7 +22,7 @@
  * client asks for, so the catalog and Distribution show the same names.
  */
 import { nameInvalid, RegistryError } from '../registry/errors.js';
-import { parseRepositoryName, type RepositoryName } from '../registry/names.js';
+import { MAX_NAME_LENGTH, type RepositoryName } from '../registry/names.js';
 import type { Registry } from '../registry/services.js';
 import { accessMatcher, type RepositoryMatcher } from './patterns.js';
 
@@ -100,7 +100,8 @@ export class Routing {
         route = this.fallback;
       }
     }
-    const prefixed = first === undefined ? undefined : this.byHost.get(first.toLowerCase());
+    // Names are lower-case by their grammar, as the hosts are kept: no case folding on the warm path.
+    const prefixed = first === undefined ? undefined : this.byHost.get(first);
     if (prefixed !== undefined && (route === undefined || prefixed === route)) {
       route = prefixed;
       remote = path.slice(slash + 1);
@@ -114,13 +115,9 @@ export class Routing {
         detail: { upstream: upstream.name, name: remote },
       });
     }
+    // Valid parts joined stay valid (namespaces are host names, checked at startup); only the length can grow.
     const stored = upstream.namespace === '' ? remote : `${upstream.namespace}/${remote}`;
-    let name: RepositoryName;
-    try {
-      name = parseRepositoryName(stored);
-    } catch {
-      throw nameInvalid(stored, `longer than allowed once stored under ${upstream.namespace}/`);
-    }
-    return { registry: upstream.registry, name, upstream: upstream.name };
+    if (stored.length > MAX_NAME_LENGTH) throw nameInvalid(stored, `longer than ${MAX_NAME_LENGTH} characters once stored under ${upstream.namespace}/`);
+    return { registry: upstream.registry, name: stored as RepositoryName, upstream: upstream.name };
   }
 }
