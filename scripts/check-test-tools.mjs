@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// pretest: the integration tests drive real Distribution and skopeo
-// processes; fail early with the fix instead of halfway through with ENOENT.
+// pretest: the integration tests drive real Distribution, skopeo, containerd
+// and podman processes; fail early with the fix instead of halfway through
+// with ENOENT.
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 
@@ -8,6 +9,10 @@ const tools = [
   { command: 'docker-registry', pkg: 'docker-registry' },
   { command: 'skopeo', pkg: 'skopeo' },
   { command: 'openssl', pkg: 'openssl' },
+  { command: 'containerd', pkg: 'containerd' },
+  { command: 'ctr', pkg: 'containerd' },
+  { command: 'podman', pkg: 'podman' },
+  { command: 'unshare', pkg: 'util-linux' },
 ]
 
 function onPath(command) {

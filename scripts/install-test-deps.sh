@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the integration tests drive as real servers and
-# clients. Idempotent: installs only what is missing, and runs `apt-get update`
-# only when something is.
+# clients (containerd and podman for test/integration/real-clients.test.ts,
+# which runs its own containerd in a temp dir and uses none of the services a
+# package may start). Idempotent: installs only what is missing, and runs
+# `apt-get update` only when something is.
 set -euo pipefail
 
 # package -> a command it provides (empty: check with dpkg only)
-packages=(docker-registry skopeo apache2-utils openssl)
+packages=(docker-registry skopeo apache2-utils openssl containerd podman)
 declare -A provides=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
   [apache2-utils]=htpasswd
   [openssl]=openssl
+  [containerd]=containerd
+  [podman]=podman
 )
 
 is_installed() {

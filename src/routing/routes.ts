@@ -65,6 +65,8 @@ export interface RoutingOptions {
 
 export class Routing {
   private readonly byHost = new Map<string, Route>();
+  /** Storage namespaces of the upstreams other than the default: names the default upstream cannot store. */
+  private readonly namespaces = new Map<string, string>();
   private readonly fallback: Route | undefined;
 
   constructor(private readonly options: RoutingOptions) {
@@ -72,6 +74,7 @@ export class Routing {
     for (const upstream of all) {
       const route = { upstream, allowed: accessMatcher(upstream.allow, upstream.deny) };
       for (const host of upstream.hosts) this.byHost.set(host, route);
+      if (upstream.namespace !== '') this.namespaces.set(upstream.namespace, upstream.name);
       if (upstream === options.defaultUpstream) this.fallback = route;
     }
   }
@@ -114,6 +117,15 @@ export class Routing {
       throw new RegistryError('DENIED', `repository ${remote} of upstream ${upstream.name} is not served by this mirror`, {
         detail: { upstream: upstream.name, name: remote },
       });
+    }
+    // The default upstream stores at the root: its `ghcr.io/x` would be another upstream's `x`.
+    if (upstream.namespace === '' && first !== undefined && remote === path) {
+      const owner = this.namespaces.get(first);
+      if (owner !== undefined) {
+        throw new RegistryError('DENIED', `names under ${first}/ are the cache of upstream ${owner}: the ${upstream.name} upstream cannot serve ${remote} here`, {
+          detail: { upstream: upstream.name, name: remote, namespace: first },
+        });
+      }
     }
     // Valid parts joined stay valid (namespaces are host names, checked at startup); only the length can grow.
     const stored = upstream.namespace === '' ? remote : `${upstream.namespace}/${remote}`;

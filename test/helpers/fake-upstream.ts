@@ -48,6 +48,8 @@ export interface FakeUpstream {
   faultResumes: boolean;
   /** When set, every manifest request is answered with this status (e.g. 429 with Retry-After). */
   manifestOverride?: { status: number; headers: Record<string, string> };
+  /** Extra headers on the normal manifest answers, per method (Docker Hub's `ratelimit-*`); absent: none. */
+  manifestHeaders?: Partial<Record<'GET' | 'HEAD', Record<string, string>>>;
   /** When set, every blob GET and HEAD is answered with this status (a CDN's 5xx), the base and manifests still fine. */
   blobStatus?: number;
   /** When set, `GET /v2/<repo>/tags/list` lists these (as given, unsorted); absent: 404, as before. */
@@ -112,6 +114,7 @@ export async function startFakeUpstream(repository: string, options: FakeUpstrea
         'Content-Type': manifest.mediaType,
         'Content-Length': manifest.payload.length,
         'Docker-Content-Digest': manifest.digest,
+        ...state.manifestHeaders?.[req.method === 'HEAD' ? 'HEAD' : 'GET'],
       });
       res.end(req.method === 'HEAD' ? undefined : manifest.payload);
       return;

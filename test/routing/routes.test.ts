@@ -48,7 +48,11 @@ t.test('routing order and storage names', async t => {
   t.same(resolve(r, 'ghcr.io/myorg/app', 'ghcr.io'), { name: 'ghcr.io/myorg/app', upstream: 'ghcr', registry: ghcr }, 'override_path: the prefix naming the ns upstream is dropped')
   t.same(resolve(r, 'docker.io/library/alpine'), { name: 'library/alpine', upstream: 'default', registry: hub }, 'the default upstream by its host prefix')
   t.same(resolve(r, 'alpine', 'docker.io'), { name: 'library/alpine', upstream: 'default', registry: hub })
-  t.same(resolve(r, 'ghcr.io/myorg/app', 'docker.io'), { name: 'ghcr.io/myorg/app', upstream: 'default', registry: hub }, 'ns first: a prefix of another upstream is part of the name')
+  t.equal(
+    refusal(() => resolve(r, 'ghcr.io/myorg/app', 'docker.io')),
+    'DENIED',
+    "ns first: another upstream's prefix stays part of the name, and the default upstream cannot store a name in that upstream's namespace",
+  )
 })
 
 t.test('an unconfigured ns is a key that names nothing', async t => {
