@@ -25,8 +25,10 @@ export interface RequestContext {
  * storage namespace, policy); its storage name and upstream go to the access log.
  */
 export function repositoryOf(ctx: RequestContext, name: RepositoryName): Repository {
-  const scope = ctx.routing.resolve(name, ctx.query.get('ns'));
+  const ns = ctx.query.get('ns');
+  const scope = ctx.routing.resolve(name, ns);
   ctx.fields.repository = scope.name;
+  if (ns !== null) ctx.fields.ns = ns.slice(0, 255);
   if (scope.upstream !== undefined) ctx.fields.upstream = scope.upstream;
   return scope.registry.repository(scope.name);
 }
