@@ -50,3 +50,26 @@ export function rawGet(url: string, headers: Record<string, string> = {}, keepBo
     req.end()
   })
 }
+
+export interface Reply {
+  status: number
+  headers: import('node:http').IncomingHttpHeaders
+  body: Buffer
+}
+
+/**
+ * A GET or HEAD with exactly the Accept header given (none when undefined):
+ * node:http rather than fetch, which adds `Accept: *\/*` of its own.
+ */
+export function send(method: 'GET' | 'HEAD', url: string, accept: string | undefined): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, agent: false, headers: accept === undefined ? {} : { Accept: accept } }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}

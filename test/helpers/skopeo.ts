@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process'
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { CommandError, runCommand } from './command.js'
 import { removeDir } from './tmp.js'
 
 export const SKOPEO_BIN = process.env.STEVEDORE_TEST_SKOPEO_BIN ?? 'skopeo'
@@ -107,26 +107,11 @@ async function isolatedEnv(home: string): Promise<NodeJS.ProcessEnv> {
   }
 }
 
-function run(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<SkopeoResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(SKOPEO_BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    const stdout: Buffer[] = []
-    const stderr: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL')
-      stderr.push(Buffer.from(`\n[harness] killed after ${timeoutMs} ms`))
-    }, timeoutMs)
-    child.once('error', error => {
-      clearTimeout(timer)
-      reject(error)
-    })
-    child.once('close', code => {
-      clearTimeout(timer)
-      const result = { stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') }
-      if (code === 0) resolve(result)
-      else reject(new SkopeoError(args, code, result.stderr))
-    })
-  })
+async function run(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<SkopeoResult> {
+  try {
+    return await runCommand(SKOPEO_BIN, args, { env, timeoutMs })
+  } catch (err) {
+    if (err instanceof CommandError) throw new SkopeoError(args, err.exitCode, err.stderr)
+    throw err
+  }
 }

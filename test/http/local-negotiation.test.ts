@@ -6,7 +6,6 @@
 // artifactType. A schema1 revision stored without signatures (as Distribution
 // 2.8 stores every one) is served signed, and the signature verifies.
 import { readdir, readFile } from 'node:fs/promises'
-import { request, type IncomingHttpHeaders } from 'node:http'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { distributionPaths } from '../helpers/distribution-paths.js'
@@ -17,16 +16,9 @@ import { startInProcess, type InProcess } from '../helpers/inprocess.js'
 import { pushBlob, pushManifest, sha256 } from '../helpers/push.js'
 import { pushLayout } from '../helpers/skopeo.js'
 import { parseSignedManifest, verifySignatures } from '../../src/registry/schema1.js'
+import { OCI_MANIFEST, OCI_INDEX, OCI_CONFIG, OCI_LAYER, DOCKER_MANIFEST, DOCKER_LIST, DOCKER_CONFIG, DOCKER_LAYER, SCHEMA1_SIGNED } from '../helpers/media-types.js'
+import { send, type Reply } from '../helpers/http.js'
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
-const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
-const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json'
-const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip'
-const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json'
-const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json'
-const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json'
-const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip'
-const SCHEMA1_SIGNED = 'application/vnd.docker.distribution.manifest.v1+prettyjws'
 const SIG_TYPE = 'application/vnd.example.signature'
 const SBOM_TYPE = 'application/spdx+json'
 
@@ -48,26 +40,6 @@ interface IndexFixture {
   index: Pushed
   amd64: Pushed
   arm64: Pushed
-}
-
-interface Reply {
-  status: number
-  headers: IncomingHttpHeaders
-  body: Buffer
-}
-
-/** node:http rather than fetch: fetch would add `Accept: *\/*` of its own. */
-function send(method: 'GET' | 'HEAD', url: string, accept: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, agent: false, headers: { Accept: accept } }, res => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
 }
 
 const typesOf = (format: Format) =>

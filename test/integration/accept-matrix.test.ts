@@ -7,7 +7,7 @@
 // ever hears the full Accept. Then the same by digest, and skopeo after a
 // narrow client came first.
 import { createHash } from 'node:crypto'
-import { createServer, request, type IncomingHttpHeaders } from 'node:http'
+import { createServer, request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -19,17 +19,9 @@ import { pushBlob, pushManifest } from '../helpers/push.js'
 import { skopeo } from '../helpers/skopeo.js'
 import { writeLayerBlob } from '../helpers/tar-layer.js'
 import type { Teardown } from '../helpers/tmp.js'
+import { OCI_MANIFEST, OCI_INDEX, OCI_CONFIG, OCI_LAYER, DOCKER_MANIFEST, DOCKER_LIST, DOCKER_CONFIG, DOCKER_LAYER, SCHEMA1_SIGNED, SCHEMA1 } from '../helpers/media-types.js'
+import { send, type Reply } from '../helpers/http.js'
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
-const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
-const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json'
-const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip'
-const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json'
-const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json'
-const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json'
-const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip'
-const SCHEMA1_SIGNED = 'application/vnd.docker.distribution.manifest.v1+prettyjws'
-const SCHEMA1 = 'application/vnd.docker.distribution.manifest.v1+json'
 const ALL_TYPES = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST, SCHEMA1_SIGNED, SCHEMA1]
 const REPO = 'team/app'
 const EPOCH = '1970-01-01T00:00:00Z'
@@ -137,26 +129,6 @@ async function startRecorder(t: Teardown, target: string): Promise<{ url: string
     server.close(() => resolve())
   }))
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen }
-}
-
-interface Reply {
-  status: number
-  headers: IncomingHttpHeaders
-  body: Buffer
-}
-
-/** node:http rather than fetch: fetch adds `Accept: *\/*` when none is given. */
-function send(method: 'GET' | 'HEAD', url: string, accept: string | undefined): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, agent: false, headers: accept === undefined ? {} : { Accept: accept } }, res => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
 }
 
 /** What HEAD and GET must agree on. */

@@ -1,0 +1,11 @@
+/** Media types the tests write and expect, by their usual short names. */
+export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
+export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
+export const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json'
+export const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip'
+export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json'
+export const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json'
+export const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json'
+export const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip'
+export const SCHEMA1_SIGNED = 'application/vnd.docker.distribution.manifest.v1+prettyjws'
+export const SCHEMA1 = 'application/vnd.docker.distribution.manifest.v1+json'
