@@ -7,14 +7,16 @@
  *
  * Stevedore's blob fills spool into the same place, under `fill-<owner>-…`
  * ids (storage/owner.ts), so they are told apart from client uploads:
- * - at startup, the spools of runs on this host that are over (a crash, a
- *   kill -9) are removed at once, with the driver's own scratch files;
+ * - a fill is journalled (`stevedore/v1/fills/<id>`) while it runs; at
+ *   startup, the spools of the journalled fills of runs on this host that are
+ *   over (a crash, a kill -9) are removed at once, with the driver's own
+ *   scratch files, without walking the repositories;
  * - on every purge, a fill spool nobody wrote to for ABANDONED_FILL_MS is
  *   removed whoever owned it (a replica on another host that died), since a
  *   live fill writes or gives up within its timeouts.
  */
 import type { Logger } from 'pino';
-import type { RepositoryName } from '../registry/names.js';
+import { parseRepositoryName, type RepositoryName } from '../registry/names.js';
 import { listRepositories } from '../storage/catalog.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { fillSessionOwner, isDeadOwner, isFillSession } from '../storage/owner.js';
@@ -81,6 +83,11 @@ export async function purgeUploads(driver: StorageDriver, options: PurgeOptions,
     log.info({ repository, upload: id, startedAt: started === undefined ? undefined : new Date(started).toISOString(), dryRun: options.dryRun }, 'purging abandoned upload');
     if (!options.dryRun) await driver.delete(dir).catch(() => undefined);
   }
+  // Journal entries whose spool is gone (a replica on another host that died) go too.
+  for await (const { id, entry, repository } of journalledFills(driver)) {
+    const spool = repository === undefined ? undefined : await driver.stat(pathFor({ kind: 'uploadDir', name: repository, id }));
+    if (spool === undefined && !options.dryRun) await driver.delete(entry).catch(() => undefined);
+  }
   return report;
 }
 
@@ -92,25 +99,61 @@ export interface RecoveryReport {
   bytes: number;
 }
 
+/** The fills journal (`stevedore/v1/fills/<id>` → repository): fills started and not finished. */
+async function* journalledFills(driver: StorageDriver): AsyncGenerator<{ id: string; entry: string; repository: RepositoryName | undefined }> {
+  let ids: string[];
+  try {
+    ids = await driver.list(pathFor({ kind: 'fillsJournal' }));
+  } catch (err) {
+    if (isPathNotFound(err)) return;
+    throw err;
+  }
+  for (const id of ids) {
+    let entry: string;
+    try {
+      entry = pathFor({ kind: 'fillJournalEntry', id });
+    } catch {
+      continue; // not a name Stevedore writes
+    }
+    const content = await driver.getContent(entry).catch(() => undefined);
+    const name = content?.toString('utf8').trim();
+    let repository: RepositoryName | undefined;
+    try {
+      repository = name === undefined ? undefined : parseRepositoryName(name);
+    } catch {
+      repository = undefined;
+    }
+    yield { id, entry, repository };
+  }
+}
+
 /**
- * What runs of Stevedore on this host that are over left behind: their fill
- * spools and the driver's temp files. Client upload sessions are never
- * touched here (purging handles them by age), nor spools of live processes.
+ * What runs of Stevedore on this host that are over left behind: the spools
+ * of the fills they journalled and did not finish, and the driver's temp
+ * files. It reads the journal and the scratch directory only, never walks
+ * the repositories. Client upload sessions are never touched here (purging
+ * handles them by age), nor spools of live processes.
  */
 export async function recoverInterrupted(driver: StorageDriver, log: Logger): Promise<RecoveryReport> {
   const report: RecoveryReport = { spools: 0, scratchFiles: 0, bytes: 0 };
-  for await (const { repository, id, dir } of uploadSessions(driver, log)) {
+  for await (const { id, entry, repository } of journalledFills(driver)) {
     const owner = fillSessionOwner(id);
     if (owner === undefined || !isDeadOwner(owner)) continue;
-    const size = (await driver.stat(pathFor({ kind: 'uploadData', name: repository, id })))?.size ?? 0;
-    try {
-      await driver.delete(dir);
-    } catch (err) {
-      if (!isPathNotFound(err)) throw err;
-      continue;
+    if (repository !== undefined) {
+      const size = (await driver.stat(pathFor({ kind: 'uploadData', name: repository, id })))?.size ?? 0;
+      const removed = await driver.delete(pathFor({ kind: 'uploadDir', name: repository, id })).then(
+        () => true,
+        (err: unknown) => {
+          if (isPathNotFound(err)) return false;
+          throw err;
+        },
+      );
+      if (removed) {
+        report.spools += 1;
+        report.bytes += size;
+      }
     }
-    report.spools += 1;
-    report.bytes += size;
+    await driver.delete(entry).catch(() => undefined);
   }
   const scratch = (await driver.recover?.()) ?? { files: 0, bytes: 0 };
   report.scratchFiles = scratch.files;

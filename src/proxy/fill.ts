@@ -339,10 +339,15 @@ export class FillRegistry {
     // A fill that committed between the caller's look at storage and now is not fetched again.
     if ((await this.blobs.stat(digest)) !== undefined) return undefined;
     const { descriptor, stream } = await remote.open(digest, undefined, { signal });
+    const id = fillSessionId();
+    const journal = pathFor({ kind: 'fillJournalEntry', id });
     let ingest: BlobIngest;
     try {
-      ingest = await this.blobs.begin(repository, digest, fillSessionId());
+      // Journalled first: a restart finds the spool of a fill this process did not finish without walking the tree.
+      await this.driver.putContent(journal, repository);
+      ingest = await this.blobs.begin(repository, digest, id);
     } catch (err) {
+      await this.driver.delete(journal).catch(() => undefined);
       stream.destroy(); // the body will not be read: give its connection up now
       options.log.error({ err, repository, digest: digest.value }, 'cannot start storing a blob');
       throw new RegistryError('UNAVAILABLE', `stevedore cannot store blob ${digest.value}: ${(err as Error).message}`);
@@ -351,7 +356,8 @@ export class FillRegistry {
     const fill = new BlobFill(repository, digest, size, ingest, this.driver, options.followerWaitMs);
     options.log.info({ repository, digest: digest.value, size, upstream }, 'blob fill started');
     const began = Date.now();
-    void fill.run(stream, remote, options, onCommit, signal).then(() => {
+    void fill.run(stream, remote, options, onCommit, signal).then(async () => {
+      await this.driver.delete(journal).catch(() => undefined);
       if (fill.state === 'committed') {
         options.log.info({ repository, digest: digest.value, size, durationMs: Date.now() - began }, 'blob fill committed');
       } else {

@@ -18,6 +18,11 @@
  *           tags/<tag>/current/link                    what the tag points at now
  *           tags/<tag>/index/<algorithm>/<hex>/link    every revision the tag has pointed at
  *
+ * Beside the layout, outside what Distribution reads:
+ *
+ *   <root>/stevedore/v1/fills/<upload id>              a fill under way: its repository name
+ *
+ * so a restart finds interrupted fills without walking the repositories.
  * A link file holds the digest string (`sha256:…`), no newline.
  * Inputs are validated domain types, so no path can escape the root.
  */
@@ -25,6 +30,8 @@ import type { Digest } from '../registry/digest.js';
 import type { RepositoryName, Tag } from '../registry/names.js';
 
 export const STORAGE_PREFIX = '/docker/registry/v2';
+/** Stevedore's own files beside the layout. */
+export const STEVEDORE_PREFIX = '/stevedore/v1';
 const REPOSITORIES = `${STORAGE_PREFIX}/repositories`;
 
 export type PathSpec =
@@ -47,7 +54,9 @@ export type PathSpec =
   | { kind: 'uploadsRoot'; name: RepositoryName }
   | { kind: 'uploadData'; name: RepositoryName; id: string }
   | { kind: 'uploadStartedAt'; name: RepositoryName; id: string }
-  | { kind: 'uploadDir'; name: RepositoryName; id: string };
+  | { kind: 'uploadDir'; name: RepositoryName; id: string }
+  | { kind: 'fillsJournal' }
+  | { kind: 'fillJournalEntry'; id: string };
 
 const digestPath = (d: Digest): string => `${d.algorithm}/${d.hex}`;
 const UPLOAD_ID = /^[A-Za-z0-9-]{1,64}$/;
@@ -99,5 +108,9 @@ export function pathFor(spec: PathSpec): string {
       return `${REPOSITORIES}/${spec.name}/_uploads/${uploadId(spec.id)}/data`;
     case 'uploadStartedAt':
       return `${REPOSITORIES}/${spec.name}/_uploads/${uploadId(spec.id)}/startedat`;
+    case 'fillsJournal':
+      return `${STEVEDORE_PREFIX}/fills`;
+    case 'fillJournalEntry':
+      return `${STEVEDORE_PREFIX}/fills/${uploadId(spec.id)}`;
   }
 }

@@ -36,7 +36,8 @@ async function everyBlobVerifies(t: Test, root: string): Promise<number> {
   return blobs.length
 }
 
-const uploadsLeft = async (root: string): Promise<string[]> => (await walk(root)).filter(f => f.includes('_uploads/') || f.startsWith('.stevedore/tmp/'))
+const uploadsLeft = async (root: string): Promise<string[]> =>
+  (await walk(root)).filter(f => f.includes('_uploads/') || f.startsWith('.stevedore/tmp/') || f.startsWith('stevedore/v1/fills/'))
 
 t.test('a burst of blob 5xx is those blobs\' failure: the next pull succeeds at once', async t => {
   const upstream = await startFakeUpstream(REPO)

@@ -100,28 +100,37 @@ t.test('a kept schema1 revision keeps its signature blobs', async t => {
   t.ok(await exists(signature.path), 'the signature blob stays with its revision')
 })
 
-t.test('restart recovery removes the spools and temp files of dead runs of this host only', async t => {
+t.test('restart recovery removes the journalled spools and temp files of dead runs of this host only', async t => {
   const root = t.testdir()
   const hostTag = sha(hostname()).slice(0, 8)
   const dead = `${hostTag}-${(2 ** 22 + 12345).toString(36)}-abcdef` // a pid above Linux's pid_max
   const uploads = join(root, V2, 'repositories/team/app/_uploads')
-  const session = (id: string, bytes: number): string => {
+  const journal = join(root, 'stevedore/v1/fills')
+  mkdirSync(journal, { recursive: true })
+  const session = (id: string, bytes: number, journalled = true): string => {
     mkdirSync(join(uploads, id), { recursive: true })
     writeFileSync(join(uploads, id, 'startedat'), new Date().toISOString())
     writeFileSync(join(uploads, id, 'data'), Buffer.alloc(bytes))
+    if (journalled) writeFileSync(join(journal, id), 'team/app')
     return id
   }
   session(`fill-${dead}-0123456789abcdef`, 1000)
+  session(`fill-${dead}-fedcba9876543210`, 10, false) // not journalled: left to purging, no walk at startup
   session(`fill-${OWNER}-0123456789abcdef`, 10) // this run: live
   session(`fill-ffffffff-1a-abcdef-0123456789abcdef`, 10) // another host: not judged here
-  session('0c6a6b8e-2d2b-4b8f-9f3e-5d1f3f0e7a11', 10) // a client upload
+  session('0c6a6b8e-2d2b-4b8f-9f3e-5d1f3f0e7a11', 10, false) // a client upload
+  writeFileSync(join(journal, `fill-${dead}-aaaaaaaaaaaaaaaa`), 'team/gone') // its spool never got written
   const scratch = join(root, '.stevedore/tmp')
   mkdirSync(scratch, { recursive: true })
   writeFileSync(join(scratch, `${dead}-00112233`), Buffer.alloc(500))
   writeFileSync(join(scratch, `${OWNER}-00112233`), 'live')
   const report = await recoverInterrupted(new FilesystemDriver(root), log)
   t.same(report, { spools: 1, scratchFiles: 1, bytes: 1500 })
-  t.same((await readdir(uploads)).sort(), [`fill-${OWNER}-0123456789abcdef`, 'fill-ffffffff-1a-abcdef-0123456789abcdef', '0c6a6b8e-2d2b-4b8f-9f3e-5d1f3f0e7a11'].sort())
+  t.same(
+    (await readdir(uploads)).sort(),
+    [`fill-${dead}-fedcba9876543210`, `fill-${OWNER}-0123456789abcdef`, 'fill-ffffffff-1a-abcdef-0123456789abcdef', '0c6a6b8e-2d2b-4b8f-9f3e-5d1f3f0e7a11'].sort(),
+  )
+  t.same((await readdir(journal)).sort(), [`fill-${OWNER}-0123456789abcdef`, 'fill-ffffffff-1a-abcdef-0123456789abcdef'].sort(), 'the dead entries left the journal')
   t.same(await readdir(scratch), [`${OWNER}-00112233`])
   t.ok(statSync(join(uploads, '0c6a6b8e-2d2b-4b8f-9f3e-5d1f3f0e7a11')).isDirectory(), 'client uploads are left to purging')
 })

@@ -2,7 +2,7 @@
 // and a real filesystem store: a second repository joining before the first
 // one's headers, a disk that fails, resumes that fail, a stalled upstream,
 // shutdown mid-fill, and a fill that committed while another request looked.
-import { readdir, stat } from 'node:fs/promises'
+import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import t, { type Test } from 'tap'
@@ -233,7 +233,13 @@ t.test('fill spools are named as fills, apart from client upload sessions', asyn
   const sessions = await readdir(join(fx.root, 'docker/registry/v2/repositories/team/a/_uploads'))
   t.equal(sessions.length, 1)
   t.match(sessions[0], /^fill-[0-9a-f]{8}-[0-9a-z]+-[0-9a-f]{6}-[0-9a-f]{16}$/)
+  const journal = join(fx.root, 'stevedore/v1/fills')
+  t.same(await readdir(journal), sessions, 'the fill is journalled while it runs')
+  t.equal(await readFile(join(journal, sessions[0] ?? ''), 'utf8'), A, 'with its repository')
   held.rest(content.subarray(1000))
   await fill?.done
   await noSpoolLeft(t, fx.root)
+  const deadline = Date.now() + 5_000
+  while ((await readdir(journal)).length > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+  t.same(await readdir(journal), [], 'and leaves the journal when it ends')
 })

@@ -40,12 +40,14 @@ const table: [PathSpec, string][] = [
   [{ kind: 'uploadDir', name, id }, `${repo}/_uploads/${id}`],
   [{ kind: 'uploadData', name, id }, `${repo}/_uploads/${id}/data`],
   [{ kind: 'uploadStartedAt', name, id }, `${repo}/_uploads/${id}/startedat`],
+  [{ kind: 'fillsJournal' }, '/stevedore/v1/fills'],
+  [{ kind: 'fillJournalEntry', id }, `/stevedore/v1/fills/${id}`],
 ];
 
 t.test('every path kind matches Distribution', async (t) => {
   for (const [spec, expected] of table) t.equal(pathFor(spec), expected, spec.kind);
   const kinds = new Set(table.map(([spec]) => spec.kind));
-  t.equal(kinds.size, 20, 'the table covers every kind of PathSpec');
+  t.equal(kinds.size, 22, 'the table covers every kind of PathSpec');
 });
 
 t.test('upload ids cannot smuggle path components', async (t) => {
