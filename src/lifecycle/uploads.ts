@@ -177,19 +177,30 @@ async function startedAt(driver: StorageDriver, file: string, dir: string): Prom
   return (await driver.stat(dir))?.modTime.getTime();
 }
 
-/** Purges on a timer; the first purge runs shortly after start, as in Distribution. */
+/** The first purge waits up to this long, at random (Distribution's jitter), so replicas and restarts spread the walk. */
+const FIRST_PURGE_JITTER_MS = 60 * 60 * 1000;
+
+/**
+ * Purges on a timer. The purge walks every repository, so it stays off
+ * startup: like Distribution, the first one runs after a random delay of up
+ * to an hour (never more than the interval), and each one logs what it did.
+ */
 export function schedulePurging(driver: StorageDriver, options: PurgeOptions & { intervalMs: number }, log: Logger): () => void {
   let running = false;
   const run = (): void => {
     if (running) return;
     running = true;
+    const started = Date.now();
     purgeUploads(driver, options, log)
+      .then((report) => log.info({ ...report, durationMs: Date.now() - started }, 'upload purge done'))
       .catch((err: unknown) => log.error({ err }, 'upload purging failed'))
       .finally(() => {
         running = false;
       });
   };
-  const first = setTimeout(run, 5_000);
+  const delay = Math.floor(Math.random() * Math.min(FIRST_PURGE_JITTER_MS, options.intervalMs));
+  log.info({ inMs: delay, intervalMs: options.intervalMs, ageMs: options.ageMs }, 'upload purging scheduled');
+  const first = setTimeout(run, delay);
   const timer = setInterval(run, options.intervalMs);
   first.unref();
   timer.unref();
