@@ -5,7 +5,7 @@
  * after the upstream confirmed this repository has it: content never leaks
  * across repositories through the cache.
  */
-import { blobUnknown } from '../registry/errors.js';
+import { blobUnknown, RegistryError } from '../registry/errors.js';
 import type { Digest } from '../registry/digest.js';
 import { MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName } from '../registry/names.js';
@@ -35,24 +35,24 @@ export class ProxyBlobs implements BlobService {
    * The blob as stored and linked here, adopting it from the global store when
    * the upstream vouches for this repository; undefined when it must be fetched.
    * A link whose data is gone (removed by maintenance) counts as a miss.
+   * Known links are remembered with the blob's size, so the warm path makes
+   * no stat: a GET finds out by opening the file (see open()).
    */
   private async cached(digest: Digest): Promise<BlobDescriptor | undefined> {
     const key = this.key(digest);
+    const known = this.ctx.linkedBlobs.get(key);
+    if (known !== undefined) return { digest, size: known, mediaType: MediaType.OctetStream };
     const { storage } = this.ctx.local;
-    if (this.ctx.linkedBlobs.has(key) || (await this.local.linked(digest))) {
+    if (await this.local.linked(digest)) {
       const descriptor = await storage.blobs.stat(digest);
-      if (descriptor !== undefined) {
-        this.ctx.linkedBlobs.set(key, true);
-        return descriptor;
-      }
-      this.ctx.linkedBlobs.delete(key);
-      return undefined;
+      if (descriptor !== undefined) this.ctx.linkedBlobs.set(key, descriptor.size);
+      return descriptor;
     }
     const global = await storage.blobs.stat(digest);
     if (global === undefined) return undefined;
     await this.confirm(digest);
     await storage.layers.link(this.name, digest);
-    this.ctx.linkedBlobs.set(key, true);
+    this.ctx.linkedBlobs.set(key, global.size);
     return global;
   }
 
@@ -79,7 +79,15 @@ export class ProxyBlobs implements BlobService {
 
   async open(digest: Digest, range?: RangeSpec): Promise<BlobContent> {
     const descriptor = await this.cached(digest);
-    if (descriptor !== undefined) return this.serveStored(descriptor, range);
+    if (descriptor !== undefined) {
+      try {
+        return await this.serveStored(descriptor, range);
+      } catch (err) {
+        // Remembered as linked, but its data went (maintenance elsewhere): a miss.
+        if (!(err instanceof RegistryError && err.code === 'BLOB_UNKNOWN')) throw err;
+        this.ctx.linkedBlobs.delete(this.key(digest));
+      }
+    }
     const fill = await this.joinOrStart(digest);
     if (fill === undefined) {
       // Committed by a fill that ended while we looked: served from storage like any cached blob.
@@ -125,7 +133,7 @@ export class ProxyBlobs implements BlobService {
     }
     return fills.start(this.remote.blobs, this.ctx.upstream, this.name, digest, async (done) => {
       await local.storage.layers.link(done.repository, done.digest);
-      this.ctx.linkedBlobs.set(`${done.repository}@${done.digest.value}`, true);
+      this.ctx.linkedBlobs.set(`${done.repository}@${done.digest.value}`, done.size);
     }, this.ctx.policy.fill);
   }
 }

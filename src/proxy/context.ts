@@ -70,8 +70,8 @@ export class ProxyCaches {
   readonly hotTags: LRUCache<string, HotTag>;
   /** `repo@subject` → what the upstream said about the subject's referrers. */
   readonly hotReferrers: LRUCache<string, UpstreamReferrers>;
-  /** `repo@digest` → the blob is linked in the repository. */
-  readonly linkedBlobs: LRUCache<string, true>;
+  /** `repo@digest` → the blob is linked in the repository, with its size: a warm blob HEAD or GET needs no stat. */
+  readonly linkedBlobs: LRUCache<string, number>;
   /** `repo@digest` → size the upstream announced for the blob in that repository. */
   readonly confirmedBlobs: LRUCache<string, number>;
   /** `repo:tag` → the upstream refresh of the tag under way, shared by everyone asking meanwhile. */
@@ -110,7 +110,7 @@ export class ProxyContext {
   readonly hotManifests: LRUCache<string, HotManifest>;
   readonly hotTags: LRUCache<string, HotTag>;
   readonly hotReferrers: LRUCache<string, UpstreamReferrers>;
-  readonly linkedBlobs: LRUCache<string, true>;
+  readonly linkedBlobs: LRUCache<string, number>;
   readonly confirmedBlobs: LRUCache<string, number>;
   readonly refreshes: Map<string, Promise<HotManifest>>;
   private readonly touched: LRUCache<string, number>;
