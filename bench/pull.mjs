@@ -1,25 +1,26 @@
 #!/usr/bin/env node
 /**
- * Pull benchmark: Stevedore vs Distribution 2.8 in proxy mode vs the upstream
- * served directly, side by side in one run on one upstream.
+ * Pull benchmark: Stevedore vs Distribution 2.8 in proxy mode vs nginx as a
+ * proxy_cache mirror vs the upstream served directly, side by side in one run
+ * on one upstream.
  *
  *   npm run bench                        # 200 MiB, 5 layers, 3 runs
  *   node bench/pull.mjs --size-mib 200 --layers 5 --runs 3
- *   node bench/pull.mjs --quick          # ~40 s smoke run, small blobs, 1 run
+ *   node bench/pull.mjs --quick          # smoke run, small blobs, 1 run
  *
  * See bench/README.md for what each row measures and the caveats.
  */
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
-import { cpus, loadavg, release } from 'node:os'
+import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as delay } from 'node:timers/promises'
-import { abHead, cpuSeconds, curlMBps, drain, herd, peakRss, skopeoPull, statusMiB } from './lib/clients.mjs'
+import { abHead, cpuMeter, curlMBps, drain, herd, peakRss, skopeoPull, statusMiB, wrkGet } from './lib/clients.mjs'
 import { MANIFEST_ACCEPT, pushImage } from './lib/image.mjs'
-import { cleanupNow, run } from './lib/procs.mjs'
-import { nginxAvailable, startNginx } from './lib/nginx.mjs'
-import { REPO_ROOT, servedSince, snapshotStevedore, startBareNode, startDistributionProxy, startStevedore, startUpstream } from './lib/registries.mjs'
+import { machine, treeHash } from './lib/machine.mjs'
+import { cleanupNow, requireCommands } from './lib/procs.mjs'
+import { NGINX_INSTALL, nginxAvailable, startNginxMirror, startNginxStatic } from './lib/nginx.mjs'
+import { DISTRIBUTION_BIN, REPO_ROOT, servedSince, snapshotStevedore, startBareNode, startDistributionProxy, startStevedore, startUpstream } from './lib/registries.mjs'
 import { TARGETS, checks, markdown, median, rows, writeResults } from './lib/report.mjs'
 
 const MIB = 1024 * 1024
@@ -33,13 +34,17 @@ function options() {
       layers: { type: 'string' },
       runs: { type: 'string' },
       quick: { type: 'boolean', default: false },
+      'no-access-log': { type: 'boolean', default: false },
+      'nginx-workers': { type: 'string', default: 'auto' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   if (values.help) {
-    process.stdout.write('usage: node bench/pull.mjs [--size-mib 200] [--layers 5] [--runs 3] [--quick]\n')
+    process.stdout.write('usage: node bench/pull.mjs [--size-mib 200] [--layers 5] [--runs 3] [--quick] [--no-access-log] [--nginx-workers auto|N]\n')
     process.exit(0)
   }
+  const workers = values['nginx-workers']
+  if (workers !== 'auto' && !/^[1-9]\d*$/.test(workers)) throw new Error(`--nginx-workers: auto or a positive integer, not ${workers}`)
   const q = values.quick
   const num = (raw, fallback) => {
     const n = raw === undefined ? fallback : Number(raw)
@@ -58,6 +63,8 @@ function options() {
     rssRate: 20e6,
     abSeconds: q ? 5 : 10,
     blobGets: q ? 2 : 5,
+    accessLog: !values['no-access-log'],
+    nginxWorkers: workers,
   }
 }
 
@@ -69,17 +76,25 @@ async function settle(upstream) {
   }
 }
 
-/** Fails loudly unless `url` answers a HEAD with 200 and `digest`. */
-async function expectManifest(url, digest) {
-  const res = await fetch(url, { method: 'HEAD', headers: { Accept: MANIFEST_ACCEPT } })
+/**
+ * Fails loudly unless `url` answers a HEAD (or GET: with the manifest's
+ * bytes) with 200 and `digest`. It is also what fills a cache before a row.
+ * @param {string} url @param {import('./lib/image.mjs').Descriptor} manifest @param {'HEAD'|'GET'} [method]
+ */
+async function expectManifest(url, manifest, method = 'HEAD') {
+  const res = await fetch(url, { method, headers: { Accept: MANIFEST_ACCEPT } })
   const got = res.headers.get('docker-content-digest')
-  if (res.status !== 200 || got !== digest) throw new Error(`HEAD ${url}: ${res.status}, digest ${got}, expected ${digest}`)
+  const body = method === 'GET' ? Buffer.from(await res.arrayBuffer()) : undefined
+  if (res.status !== 200 || got !== manifest.digest) throw new Error(`${method} ${url}: ${res.status}, digest ${got}, expected ${manifest.digest}`)
+  if (body !== undefined && (body.length !== manifest.size || `sha256:${createHash('sha256').update(body).digest('hex')}` !== manifest.digest)) {
+    throw new Error(`GET ${url}: ${body.length} bytes that are not the manifest ${manifest.digest}`)
+  }
 }
 
 /**
  * Every row for one target, on a server whose cache (if any) is empty.
- * @param {'direct'|'distribution'|'stevedore'} target
- * @param {{url: string, host: string, pid: number}} server
+ * @param {'direct'|'distribution'|'nginx'|'stevedore'} target
+ * @param {{url: string, host: string, pid: number, pids: () => number[]}} server
  * @param {import('./lib/registries.mjs').Upstream} upstream
  */
 async function measure(target, server, upstream, image, extra, p, say) {
@@ -89,11 +104,12 @@ async function measure(target, server, upstream, image, extra, p, say) {
   const blobUrl = d => `${server.url}/v2/${REPO}/blobs/${d.digest}`
   const [big, herdBlob] = extra.layers
 
-  const cpu = () => cpuSeconds(server.pid)
+  // nginx is a master and its workers: CPU and RSS are summed over all of them.
+  const pids = () => server.pids()
   let mark = upstream.log.length
-  let cpu0 = cpu()
+  let cpu = cpuMeter(pids)
   r.coldPull = await skopeoPull(server.host, REPO, image.tag)
-  r.coldCpu = cpu() - cpu0
+  r.coldCpu = cpu()
   await settle(upstream)
   const cold = servedSince(upstream, mark)
   r.coldBlobGets = cold.blobGets
@@ -111,63 +127,47 @@ async function measure(target, server, upstream, image, extra, p, say) {
   await drain(blobUrl(big))
   await drain(blobUrl(big))
   raw.blobMBps = []
-  cpu0 = cpu()
+  cpu = cpuMeter(pids)
   for (let i = 0; i < p.blobGets; i++) raw.blobMBps.push(await curlMBps(blobUrl(big), big.size))
-  r.blobCpu = (cpu() - cpu0) / ((p.blobGets * big.size) / 2 ** 30)
+  r.blobCpu = cpu() / ((p.blobGets * big.size) / 2 ** 30)
   r.blobMBps = median(raw.blobMBps)
   say(`warm blob ${raw.blobMBps.map(v => v.toFixed(0)).join(', ')} MB/s`)
 
   const byDigest = `${server.url}/v2/${REPO}/manifests/${image.manifest.digest}`
   const byTag = `${server.url}/v2/${REPO}/manifests/${image.tag}`
-  await expectManifest(byDigest, image.manifest.digest)
-  await expectManifest(byTag, image.manifest.digest)
-  cpu0 = cpu()
-  raw.headDigest = await abHead(byDigest, p.abSeconds)
-  r.headDigestCpu = ((cpu() - cpu0) / raw.headDigest.complete) * 1e6
-  r.headDigest = raw.headDigest.rps
-  mark = upstream.log.length
-  cpu0 = cpu()
-  raw.headTag = await abHead(byTag, p.abSeconds)
-  r.headTagCpu = ((cpu() - cpu0) / raw.headTag.complete) * 1e6
-  r.headTag = raw.headTag.rps
-  await settle(upstream)
-  if (target !== 'direct') r.headTagUpstream = servedSince(upstream, mark).manifestRequests
-  for (const [k, v] of Object.entries({ digest: raw.headDigest, tag: raw.headTag })) {
-    if (v.failed > 0) say(`WARNING: HEAD by ${k}: ${v.failed} of ${v.complete} failed or non-2xx`)
+  /**
+   * One load-generator run on a warm manifest URL: req/s, server CPU per
+   * request, and (by tag) the manifest requests the upstream saw meanwhile.
+   * @param {'head'|'get'} kind @param {'Digest'|'Tag'} by @param {string} url
+   */
+  const manifestRow = async (kind, by, url) => {
+    const key = `${kind}${by}`
+    await expectManifest(url, image.manifest, kind === 'head' ? 'HEAD' : 'GET')
+    await settle(upstream)
+    const from = upstream.log.length
+    const meter = cpuMeter(pids)
+    raw[key] = kind === 'head' ? await abHead(url, p.abSeconds) : await wrkGet(url, p.abSeconds)
+    r[`${key}Cpu`] = (meter() / raw[key].complete) * 1e6
+    r[key] = raw[key].rps
+    if (by === 'Tag' && target !== 'direct') {
+      await settle(upstream)
+      r[`${key}Upstream`] = servedSince(upstream, from).manifestRequests
+    }
+    if (raw[key].failed > 0) say(`WARNING: ${kind.toUpperCase()} by ${by.toLowerCase()}: ${raw[key].failed} of ${raw[key].complete} failed or non-2xx`)
   }
-  say(`HEAD by digest ${r.headDigest.toFixed(0)} req/s, by tag ${r.headTag.toFixed(0)} req/s` +
-    (r.headTagUpstream === undefined ? '' : ` (${r.headTagUpstream} upstream manifest requests)`))
+  for (const kind of /** @type {const} */ (['head', 'get'])) {
+    await manifestRow(kind, 'Digest', byDigest)
+    await manifestRow(kind, 'Tag', byTag)
+    const up = r[`${kind}TagUpstream`]
+    say(`${kind.toUpperCase()} by digest ${r[`${kind}Digest`].toFixed(0)} req/s, by tag ${r[`${kind}Tag`].toFixed(0)} req/s` +
+      (up === undefined ? '' : ` (${up} upstream manifest requests)`))
+  }
 
-  r.idleRss = statusMiB(server.pid)
-  raw.rss = await peakRss(server.pid, blobUrl(big), big.size, p.rssClients, p.rssRate)
+  r.idleRss = statusMiB(pids())
+  raw.rss = await peakRss(pids(), blobUrl(big), big.size, p.rssClients, p.rssRate)
   r.peakRss = raw.rss.peakMiB
   say(`peak RSS ${r.peakRss.toFixed(0)} MiB (idle ${raw.rss.baselineMiB.toFixed(0)} MiB, ${raw.rss.seconds.toFixed(1)} s)`)
   return { rows: r, raw }
-}
-
-/** sha256 over every file of a dist/ tree, in path order: which build was measured. @param {string} dir */
-function treeHash(dir) {
-  const hash = createHash('sha256')
-  const files = readdirSync(dir, { recursive: true, withFileTypes: true }).filter(e => e.isFile())
-  for (const path of files.map(e => join(e.parentPath ?? e.path, e.name)).sort()) hash.update(path.slice(dir.length)).update(readFileSync(path))
-  return `sha256:${hash.digest('hex')}`
-}
-
-async function machine() {
-  const version = async (cmd, args) => (await run(cmd, args).catch(e => ({ stdout: String(e) }))).stdout.trim().split('\n')[0]
-  const git = async args => (await run('git', ['-C', REPO_ROOT, ...args]).catch(() => ({ stdout: '' }))).stdout.trim()
-  return {
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
-    kernel: release(),
-    node: process.versions.node,
-    distribution: await version('docker-registry', ['--version']),
-    skopeo: await version('skopeo', ['--version']),
-    ab: await version('ab', ['-V']),
-    commit: await git(['rev-parse', 'HEAD']),
-    loadAverageAtStart: START_LOAD,
-    uncommittedInSrc: (await git(['status', '--porcelain', 'src'])).split('\n').filter(Boolean),
-  }
 }
 
 async function main() {
@@ -176,11 +176,12 @@ async function main() {
   const log = msg => process.stderr.write(`bench: ${msg}\n`)
   const layerMiB = Array.from({ length: p.layers }, () => p.sizeMiB / p.layers)
 
+  requireCommands({ [DISTRIBUTION_BIN]: 'docker-registry', skopeo: 'skopeo', curl: 'curl', ab: 'apache2-utils', wrk: 'wrk' })
   if (START_LOAD[0] > 1) log(`load average ${START_LOAD.join(' ')} on ${cpus().length} cores: something else is running; numbers will be low and noisy`)
   const build = snapshotStevedore()
   const buildHash = treeHash(join(build, 'dist'))
   // Taken when the build is: others may commit while the run is under way.
-  const host = { ...(await machine()), stevedoreDist: buildHash }
+  const host = { ...(await machine(START_LOAD)), stevedoreDist: buildHash }
   const upstream = await startUpstream()
   log(`upstream Distribution on ${upstream.url}; pushing a ${p.sizeMiB} MiB ${p.layers}-layer image and a ${p.blobMiB} + ${p.herdMiB} MiB pair`)
   const image = await pushImage(upstream.url, REPO, 'pull', { seed: `pull/${p.sizeMiB}/${p.layers}`, layerMiB })
@@ -193,14 +194,15 @@ async function main() {
   const bareHead = []
   const nginxMBps = []
   const withNginx = await nginxAvailable()
-  if (!withNginx) log('nginx not found: the static-file calibration is skipped (apt-get install nginx-light)')
+  if (!withNginx) log(`nginx not found: the nginx proxy_cache mirror column says "not installed" and the static-file calibration is skipped (${NGINX_INSTALL})`)
+  const targets = TARGETS.filter(t => t !== 'nginx' || withNginx)
   for (let runIndex = 0; runIndex < p.runs; runIndex++) {
     if (withNginx) {
-      const nginx = await startNginx(p.blobMiB * MIB)
+      const nginx = await startNginxStatic(p.blobMiB * MIB)
       try {
         for (let i = 0; i < p.blobGets; i++) nginxMBps.push(await curlMBps(nginx.fileUrl, p.blobMiB * MIB))
       } finally {
-        await nginx.stop()
+        await nginx.close()
       }
       log(`run ${runIndex + 1}/${p.runs}: nginx static file ${nginxMBps.slice(-p.blobGets).map(v => v.toFixed(0)).join(', ')} MB/s`)
     }
@@ -212,11 +214,18 @@ async function main() {
     }
     log(`run ${runIndex + 1}/${p.runs}: bare node:http HEAD ${bareHead.at(-1)?.toFixed(0)} req/s`)
     // Rotate the order so no target always runs first (or last) on a warming machine.
-    const order = TARGETS.map((_, i) => TARGETS[(i + runIndex) % TARGETS.length])
+    const order = targets.map((_, i) => targets[(i + runIndex) % targets.length])
     for (const target of order) {
       const say = msg => log(`run ${runIndex + 1}/${p.runs} ${target}: ${msg}`)
+      const logs = { accessLog: p.accessLog }
       const proxy =
-        target === 'stevedore' ? await startStevedore(upstream.url, build) : target === 'distribution' ? await startDistributionProxy(upstream.url) : undefined
+        target === 'stevedore'
+          ? await startStevedore(upstream.url, build, logs)
+          : target === 'distribution'
+            ? await startDistributionProxy(upstream.url, logs)
+            : target === 'nginx'
+              ? await startNginxMirror(upstream.url, { ...logs, workers: p.nginxWorkers })
+              : undefined
       try {
         const result = await measure(target, proxy ?? upstream, upstream, image, extra, p, say)
         for (const [key, value] of Object.entries(result.rows)) (samples[target][key] ??= []).push(value)
@@ -232,6 +241,7 @@ async function main() {
   const rowList = rows(params)
   const results = checks(samples, params, nginxMBps)
   const meta = { date: new Date().toISOString(), command, runs: p.runs, machine: { ...host, loadAverageAtEnd: loadavg().map(v => Number(v.toFixed(2))) }, checks: results,
+    accessLog: p.accessLog, nginxWorkers: p.nginxWorkers, nginxMissing: !withNginx, nginxInstall: NGINX_INSTALL,
     calibration: `${Math.round(median(bareHead)).toLocaleString('en-US')} req/s (runs: ${bareHead.map(v => Math.round(v)).join(', ')})`, bareHead, nginxMBps }
   const md = markdown(rowList, samples, meta)
   const medians = Object.fromEntries(TARGETS.map(t => [t, Object.fromEntries(rowList.map(r => [r.key, median(samples[t][r.key] ?? [])]))]))

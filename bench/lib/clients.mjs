@@ -1,10 +1,13 @@
 /**
  * The clients a row is measured with: skopeo (pulls), curl (one warm blob),
- * ab (manifest HEADs), and node:http (a herd of cold GETs, and 64 slow
- * readers while the server's memory is sampled).
+ * ab (manifest HEADs), wrk (manifest GETs), and node:http (a herd of cold
+ * GETs, and 64 slow readers while the server's memory is sampled).
+ *
+ * CPU and memory are read from /proc for a set of PIDs: the server and its
+ * descendants (nginx's master and workers; one process for the others).
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
-import { get } from 'node:http'
+import { Agent, get, request } from 'node:http'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { MANIFEST_ACCEPT } from './image.mjs'
@@ -70,6 +73,69 @@ export async function abHead(url, seconds) {
 }
 
 /**
+ * `wrk -t2 -c32 -d<seconds>s` GETs with the manifest Accept header (wrk, not
+ * ab: FIELD-NOTES measured the GET rows with wrk; wrk stalls on HEAD, so
+ * HEAD stays with ab). Socket errors and non-2xx/3xx answers count as failed.
+ * @param {string} url @param {number} seconds
+ */
+export async function wrkGet(url, seconds) {
+  const args = ['-t2', '-c32', `-d${seconds}s`, '-H', `Accept: ${MANIFEST_ACCEPT}`, url]
+  const { stdout } = await run('wrk', args, { timeoutMs: (seconds + 60) * 1000 })
+  const num = re => Number(re.exec(stdout)?.[1] ?? 0)
+  const rps = num(/Requests\/sec:\s+([\d.]+)/)
+  const complete = num(/(\d+) requests in /)
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout)
+  const failed = num(/Non-2xx or 3xx responses:\s+(\d+)/) + (socket ? socket.slice(1).reduce((sum, v) => sum + Number(v), 0) : 0)
+  if (complete === 0) throw new Error(`wrk ${url}: no request completed\n${stdout}`)
+  return { rps, complete, failed }
+}
+
+/**
+ * HEADs from this process: `concurrency` keep-alive connections, each
+ * sending the next request when the last answered, for `seconds`; each
+ * request's path from `pick()` (so one client can spread over many
+ * repositories, which ab cannot). An answer counts as failed unless it is
+ * 200 with the `Docker-Content-Digest` `pick` expected. Bound by this Node
+ * process well below ab's rate: compare these rows with each other.
+ * @param {string} base http://host:port
+ * @param {() => {path: string, digest: string}} pick
+ * @param {number} seconds @param {number} [concurrency]
+ */
+export async function nodeHeads(base, pick, seconds, concurrency = 32) {
+  const { hostname, port } = new URL(base)
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency })
+  let complete = 0
+  let failed = 0
+  const one = ({ path, digest }) =>
+    new Promise(resolve => {
+      const req = request({ host: hostname, port, path, method: 'HEAD', agent, headers: { Accept: MANIFEST_ACCEPT } }, res => {
+        const ok = res.statusCode === 200 && res.headers['docker-content-digest'] === digest
+        res.resume()
+        res.once('end', () => resolve(ok))
+        res.once('error', () => resolve(false))
+      })
+      req.once('error', () => resolve(false))
+      req.end()
+    })
+  const started = performance.now()
+  const deadline = started + seconds * 1000
+  const loop = async () => {
+    while (performance.now() < deadline) {
+      const ok = await one(pick())
+      complete++
+      if (!ok) failed++
+    }
+  }
+  try {
+    await Promise.all(Array.from({ length: concurrency }, loop))
+  } finally {
+    agent.destroy()
+  }
+  const elapsed = (performance.now() - started) / 1000
+  return { rps: complete / elapsed, complete, failed }
+}
+
+/**
  * GETs `url` with a fresh connection and discards the body, reading at most
  * `rate` bytes/s (by pausing the socket, so the server sees TCP backpressure).
  * @param {string} url @param {number} [rate] @returns {Promise<number>} bytes read
@@ -113,41 +179,89 @@ export async function herd(url, size, clients) {
   return seconds
 }
 
-/** @param {number} pid @param {string} field VmRSS or VmHWM @returns {number} KiB */
-function statusKiB(pid, field) {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(m?.[1] ?? 0)
+/**
+ * A status field summed over `pids`; a process gone meanwhile counts 0.
+ * @param {number | number[]} pids @param {string} field VmRSS or VmHWM @returns {number} KiB
+ */
+function statusKiB(pids, field) {
+  let sum = 0
+  for (const pid of [pids].flat()) {
+    try {
+      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+      sum += Number(m?.[1] ?? 0)
+    } catch {
+      // gone (an nginx cache loader exits a minute after start)
+    }
+  }
+  return sum
 }
 
-/** CPU seconds (user + system, every thread) `pid` has used so far. @param {number} pid */
+/** CPU seconds (user + system, every thread) `pid` has used so far, undefined when it is gone. @param {number} pid */
+function cpuOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100 // clock ticks: USER_HZ is 100 on Linux
+  } catch {
+    return undefined
+  }
+}
+
+/** CPU seconds `pid` has used so far. @param {number} pid */
 export function cpuSeconds(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100 // clock ticks: USER_HZ is 100 on Linux
-}
-
-/** Current RSS of `pid` in MiB. @param {number} pid */
-export function statusMiB(pid) {
-  return statusKiB(pid, 'VmRSS') / 1024
+  return cpuOf(pid) ?? 0
 }
 
 /**
- * Peak RSS (MiB) of `pid` while `clients` readers download `url` at `rate`
- * bytes/s each: VmRSS sampled every 20 ms, and VmHWM after resetting it
- * (`echo 5 > /proc/PID/clear_refs`) when the kernel lets us.
- * @param {number} pid @param {string} url @param {number} size @param {number} clients @param {number} rate
+ * Starts counting the CPU of a process set; the function returned gives the
+ * seconds used since, summed per PID (a process born meanwhile counts all
+ * of its CPU; one gone meanwhile is left out; neither happens to nginx's
+ * workers during a row).
+ * @param {() => number[]} pids @returns {() => number}
  */
-export async function peakRss(pid, url, size, clients, rate) {
-  const baseline = statusKiB(pid, 'VmRSS')
+export function cpuMeter(pids) {
+  const read = () => {
+    const map = new Map()
+    for (const pid of pids()) {
+      const v = cpuOf(pid)
+      if (v !== undefined) map.set(pid, v)
+    }
+    return map
+  }
+  const start = read()
+  return () => {
+    let sum = 0
+    for (const [pid, v] of read()) sum += v - (start.get(pid) ?? 0)
+    return sum
+  }
+}
+
+/** Current RSS of `pids` in MiB, summed (shared pages count once per process). @param {number | number[]} pids */
+export function statusMiB(pids) {
+  return statusKiB(pids, 'VmRSS') / 1024
+}
+
+/**
+ * Peak RSS (MiB) of `pids` while `clients` readers download `url` at `rate`
+ * bytes/s each: their summed VmRSS sampled every 20 ms, and the sum of their
+ * VmHWM after resetting it (`echo 5 > /proc/PID/clear_refs`) when the kernel
+ * lets us. For one process that is its peak; for several (nginx) the sum of
+ * peaks is an upper bound of the peak of the sum.
+ * @param {number[]} pids @param {string} url @param {number} size @param {number} clients @param {number} rate
+ */
+export async function peakRss(pids, url, size, clients, rate) {
+  const baseline = statusKiB(pids, 'VmRSS')
   let hwmReset = true
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, '5')
-  } catch {
-    hwmReset = false
+  for (const pid of pids) {
+    try {
+      writeFileSync(`/proc/${pid}/clear_refs`, '5')
+    } catch {
+      hwmReset = false
+    }
   }
   let peak = baseline
   const sampler = setInterval(() => {
-    peak = Math.max(peak, statusKiB(pid, 'VmRSS'))
+    peak = Math.max(peak, statusKiB(pids, 'VmRSS'))
   }, 20)
   const started = performance.now()
   try {
@@ -156,6 +270,6 @@ export async function peakRss(pid, url, size, clients, rate) {
   } finally {
     clearInterval(sampler)
   }
-  if (hwmReset) peak = Math.max(peak, statusKiB(pid, 'VmHWM'))
+  if (hwmReset) peak = Math.max(peak, statusKiB(pids, 'VmHWM'))
   return { peakMiB: peak / 1024, baselineMiB: baseline / 1024, seconds: (performance.now() - started) / 1000 }
 }

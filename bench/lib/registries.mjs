@@ -1,7 +1,10 @@
 /**
- * The three servers of a run: the upstream (a plain Distribution whose access
- * log we count), Distribution in proxy mode, and Stevedore. Each gets its own
- * config.yml, a fresh storage dir and a free loopback port.
+ * The servers of a run: the upstream (a plain Distribution whose access log
+ * we count), Distribution in proxy mode, and Stevedore (the nginx mirror is
+ * in nginx.mjs). Each gets its own config.yml, a fresh storage dir (or, for
+ * the growth benchmark, a given one) and a free loopback port. With
+ * `accessLog` the proxies log each request to `access.log` in their own temp
+ * dir (their stdout), as the nginx mirror does.
  */
 import { cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -10,7 +13,7 @@ import { stringify } from 'yaml'
 import { freePort, removeDir, startServer, tempDir } from './procs.mjs'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const DISTRIBUTION_BIN = process.env.STEVEDORE_BENCH_DISTRIBUTION_BIN ?? 'docker-registry'
+export const DISTRIBUTION_BIN = process.env.STEVEDORE_BENCH_DISTRIBUTION_BIN ?? 'docker-registry'
 
 /**
  * @typedef {import('./procs.mjs').Server & {storage: string, close: () => Promise<void>}} Registry
@@ -22,10 +25,10 @@ const DISTRIBUTION_BIN = process.env.STEVEDORE_BENCH_DISTRIBUTION_BIN ?? 'docker
 // 127.0.0.1 - - [date] "GET /v2/r/blobs/sha256:… HTTP/1.1" 200 41943552 "" "ua"
 const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) (\d+|-)/
 
-/** @param {string} dir @param {number} port @param {object} extra */
-function distributionConfig(dir, port, extra) {
-  const storage = join(dir, 'storage')
-  mkdirSync(storage)
+/** @param {string} dir @param {number} port @param {object} extra @param {string} [root] existing storage; default a fresh dir */
+function distributionConfig(dir, port, extra, root) {
+  const storage = root ?? join(dir, 'storage')
+  if (root === undefined) mkdirSync(storage)
   return {
     storage,
     config: {
@@ -43,19 +46,20 @@ function distributionConfig(dir, port, extra) {
 
 /**
  * @param {string} label
- * @param {(dir: string, port: number) => {storage: string, config: object, command: string, args: (path: string) => string[]}} build
+ * @param {(dir: string, port: number) => {storage: string, config: object, command: string, args: (path: string) => string[], stdoutFile?: string}} build
  * @param {(line: string) => void} [onStdoutLine]
+ * @param {{pollMs?: number, startTimeoutMs?: number}} [startOpts]
  * @returns {Promise<Registry>}
  */
-async function start(label, build, onStdoutLine) {
+async function start(label, build, onStdoutLine, startOpts = {}) {
   for (let attempt = 1; ; attempt++) {
     const dir = tempDir(label)
     const port = await freePort()
-    const { storage, config, command, args } = build(dir, port)
+    const { storage, config, command, args, stdoutFile } = build(dir, port)
     const configPath = join(dir, 'config.yml')
     writeFileSync(configPath, stringify(config))
     try {
-      const server = await startServer({ name: label, command, args: args(configPath), port, cwd: dir, onStdoutLine })
+      const server = await startServer({ name: label, command, args: args(configPath), port, cwd: dir, onStdoutLine, stdoutFile, ...startOpts })
       const close = async () => {
         await server.stop()
         removeDir(dir)
@@ -88,12 +92,35 @@ export async function startUpstream() {
   return Object.assign(server, { log })
 }
 
-/** Distribution 2.8 in proxy mode (pull-through cache), fresh storage. @param {string} remoteUrl */
-export function startDistributionProxy(remoteUrl) {
+/**
+ * Distribution 2.8 in proxy mode (pull-through cache), fresh storage.
+ * Its access log (Gorilla combined format, one line per request) goes to its stdout, here a file.
+ * @param {string} remoteUrl @param {{accessLog?: boolean}} [opts]
+ */
+export function startDistributionProxy(remoteUrl, opts = {}) {
   return start('distribution', (dir, port) => {
     const { storage, config } = distributionConfig(dir, port, { proxy: { remoteurl: remoteUrl } })
-    return { storage, config, command: DISTRIBUTION_BIN, args: path => ['serve', path] }
+    config.log.accesslog.disabled = !opts.accessLog
+    return { storage, config, command: DISTRIBUTION_BIN, args: path => ['serve', path], stdoutFile: join(dir, 'access.log') }
   })
+}
+
+/**
+ * A plain Distribution (no proxy) serving an existing storage dir: the
+ * growth benchmark's catalog reference. The dir is not removed by `close()`.
+ * @param {string} root @param {{accessLog?: boolean, pollMs?: number}} [opts]
+ */
+export function startDistributionOn(root, opts = {}) {
+  return start(
+    'distribution-plain',
+    (dir, port) => {
+      const { storage, config } = distributionConfig(dir, port, {}, root)
+      config.log.accesslog.disabled = !opts.accessLog
+      return { storage, config, command: DISTRIBUTION_BIN, args: path => ['serve', path], stdoutFile: join(dir, 'access.log') }
+    },
+    undefined,
+    { pollMs: opts.pollMs, startTimeoutMs: 120_000 },
+  )
 }
 
 /**
@@ -109,23 +136,32 @@ export function snapshotStevedore() {
 }
 
 /**
- * `node bin/stevedore serve config.yml` (node itself, so the PID is the server's), fresh storage.
+ * `node bin/stevedore serve config.yml` (node itself, so the PID is the
+ * server's), fresh storage unless `opts.storage` names one (not removed by
+ * `close()`). With `accessLog`, `log.level: info` and the access log on (JSON
+ * lines on stdout, here a file); without, `warn` and no access log.
  * @param {string} remoteUrl @param {string} [build] a `snapshotStevedore()` root; default the repository
+ * @param {{accessLog?: boolean, storage?: string, pollMs?: number}} [opts]
  */
-export function startStevedore(remoteUrl, build = REPO_ROOT) {
-  return start('stevedore', (dir, port) => {
-    const storage = join(dir, 'storage')
-    mkdirSync(storage)
-    const config = {
-      version: '0.1',
-      http: { addr: `127.0.0.1:${port}` },
-      storage: { filesystem: { rootdirectory: storage } },
-      log: { level: 'warn', accesslog: { disabled: true } },
-      proxy: { remoteurl: remoteUrl, tagttl: '5m' },
-    }
-    const bin = join(build, 'bin/stevedore')
-    return { storage, config, command: process.execPath, args: path => [bin, 'serve', path] }
-  })
+export function startStevedore(remoteUrl, build = REPO_ROOT, opts = {}) {
+  return start(
+    'stevedore',
+    (dir, port) => {
+      const storage = opts.storage ?? join(dir, 'storage')
+      if (opts.storage === undefined) mkdirSync(storage)
+      const config = {
+        version: '0.1',
+        http: { addr: `127.0.0.1:${port}` },
+        storage: { filesystem: { rootdirectory: storage } },
+        log: opts.accessLog ? { level: 'info', accesslog: { disabled: false } } : { level: 'warn', accesslog: { disabled: true } },
+        proxy: { remoteurl: remoteUrl, tagttl: '5m' },
+      }
+      const bin = join(build, 'bin/stevedore')
+      return { storage, config, command: process.execPath, args: path => [bin, 'serve', path], stdoutFile: join(dir, 'access.log') }
+    },
+    undefined,
+    { pollMs: opts.pollMs, startTimeoutMs: opts.storage === undefined ? undefined : 120_000 },
+  )
 }
 
 /**

@@ -4,8 +4,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-export const TARGETS = /** @type {const} */ (['direct', 'distribution', 'stevedore'])
-export const TARGET_TITLES = { direct: 'upstream, direct', distribution: 'Distribution 2.8 proxy', stevedore: 'Stevedore' }
+export const TARGETS = /** @type {const} */ (['direct', 'distribution', 'nginx', 'stevedore'])
+export const TARGET_TITLES = { direct: 'upstream, direct', distribution: 'Distribution 2.8 proxy', nginx: 'nginx proxy_cache mirror', stevedore: 'Stevedore' }
+/** The anchors Stevedore is divided by, one ratio column each. */
+export const ANCHORS = /** @type {const} */ (['distribution', 'nginx'])
+const ANCHOR_SHORT = { distribution: 'Distribution', nginx: 'nginx' }
 
 /**
  * @typedef {{key: string, label: string, better: 'lower'|'higher', digits: number, upstreamCount?: boolean}} Row
@@ -22,11 +25,16 @@ export function rows(p) {
     { key: 'warmPull', label: 'warm pull, same image (s)', better: 'lower', digits: 2 },
     { key: 'blobMBps', label: `warm ${p.blobMiB} MiB blob GET, curl (MB/s)`, better: 'higher', digits: 0 },
     { key: 'blobCpu', label: 'warm blob GETs: server CPU per GiB sent (s)', better: 'lower', digits: 2 },
-    { key: 'headDigest', label: `warm manifest HEAD by digest, ab -c32 -t${p.abSeconds} (req/s)`, better: 'higher', digits: 0 },
+    { key: 'headDigest', label: `warm manifest HEAD by digest, ab -i -k -c32 -t${p.abSeconds} (req/s)`, better: 'higher', digits: 0 },
     { key: 'headDigestCpu', label: 'HEAD by digest: server CPU per request (µs)', better: 'lower', digits: 0 },
     { key: 'headTag', label: 'warm manifest HEAD by tag (req/s)', better: 'higher', digits: 0 },
     { key: 'headTagCpu', label: 'HEAD by tag: server CPU per request (µs)', better: 'lower', digits: 0 },
     { key: 'headTagUpstream', label: 'HEAD by tag: manifest requests sent upstream', better: 'lower', digits: 0, upstreamCount: true },
+    { key: 'getDigest', label: `warm manifest GET by digest, wrk -t2 -c32 -d${p.abSeconds}s (req/s)`, better: 'higher', digits: 0 },
+    { key: 'getDigestCpu', label: 'GET by digest: server CPU per request (µs)', better: 'lower', digits: 0 },
+    { key: 'getTag', label: 'warm manifest GET by tag (req/s)', better: 'higher', digits: 0 },
+    { key: 'getTagCpu', label: 'GET by tag: server CPU per request (µs)', better: 'lower', digits: 0 },
+    { key: 'getTagUpstream', label: 'GET by tag: manifest requests sent upstream', better: 'lower', digits: 0, upstreamCount: true },
     { key: 'herdSeconds', label: `${p.herdClients} concurrent cold GETs of one ${p.herdMiB} MiB blob (s)`, better: 'lower', digits: 2 },
     { key: 'herdFetches', label: `${p.herdClients} cold GETs: times the upstream served that blob`, better: 'lower', digits: 0, upstreamCount: true },
     { key: 'idleRss', label: 'RSS before that, after the rows above (MiB)', better: 'lower', digits: 0 },
@@ -43,13 +51,13 @@ export function median(values) {
 }
 
 /** @param {number} value @param {number} digits */
-function fmt(value, digits) {
+export function fmt(value, digits) {
   if (!Number.isFinite(value)) return '—'
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
-/** @param {number[] | undefined} values @param {number} digits */
-function cell(values, digits) {
+/** `median (min–max)`, the range only when the runs differ. @param {number[] | undefined} values @param {number} digits */
+export function cell(values, digits) {
   if (values === undefined || values.length === 0) return '—'
   const lo = Math.min(...values)
   const hi = Math.max(...values)
@@ -57,67 +65,112 @@ function cell(values, digits) {
   return `${fmt(median(values), digits)}${spread}`
 }
 
-/** Stevedore / Distribution of the medians, with a word for which way is better. @param {Row} row @param {Samples} s */
-function ratio(row, s) {
-  const ste = median(s.stevedore?.[row.key] ?? [])
-  const dist = median(s.distribution?.[row.key] ?? [])
-  if (!Number.isFinite(ste) || !Number.isFinite(dist)) return { text: '—', value: NaN }
-  if (dist === 0) return { text: ste === 0 ? '= (both 0)' : 'Distribution 0', value: NaN }
-  const value = ste / dist
-  const better = row.better === 'lower' ? value < 0.95 : value > 1.05
-  const worse = row.better === 'lower' ? value > 1.05 : value < 0.95
-  return { text: `${value.toFixed(2)}×${better ? ' better' : worse ? ' **worse**' : ''}`, value }
+/**
+ * a / b of the medians, with a word for which way is better (beyond ±5 %).
+ * @param {'lower'|'higher'} better @param {number[] | undefined} a @param {number[] | undefined} b @param {string} bName
+ */
+export function ratioText(better, a, b, bName) {
+  const x = median(a ?? [])
+  const y = median(b ?? [])
+  if (!Number.isFinite(x) || !Number.isFinite(y)) return { text: '—', value: NaN }
+  if (y === 0) return { text: x === 0 ? '= (both 0)' : `${bName} 0`, value: NaN }
+  const value = x / y
+  const good = better === 'lower' ? value < 0.95 : value > 1.05
+  const bad = better === 'lower' ? value > 1.05 : value < 0.95
+  return { text: `${value.toFixed(2)}×${good ? ' better' : bad ? ' **worse**' : ''}`, value }
 }
 
-/** Pass/fail against the targets in FIELD-NOTES.md, over every run (not only the median). */
+/** Stevedore ÷ `anchor` for one row. @param {Row} row @param {Samples} s @param {'distribution'|'nginx'} anchor */
+function ratio(row, s, anchor) {
+  return ratioText(row.better, s.stevedore?.[row.key], s[anchor]?.[row.key], ANCHOR_SHORT[anchor])
+}
+
+/**
+ * Pass/fail against the targets in FIELD-NOTES.md, over every run (not only
+ * the median). With the nginx mirror measured in the same run, the HEAD
+ * targets are its figures of this run; without, FIELD-NOTES' figures.
+ */
 export function checks(s, p, nginxMBps = []) {
   const all = key => s.stevedore?.[key] ?? []
   const max = key => Math.max(...all(key))
   const dist = key => median(s.distribution?.[key] ?? [])
+  const mirror = key => median(s.nginx?.[key] ?? [])
+  const withMirror = (s.nginx?.headDigest ?? []).length > 0
   const list = [
     [`each blob crosses the upstream once on a cold pull (${p.layers + 1} blob GETs)`, max('coldBlobGets') <= p.layers + 1],
     [`a cold pull moves the image once (≤ ${Math.ceil(p.imageMiB)} MiB from upstream)`, max('coldUpstreamMiB') <= p.imageMiB + 0.5],
     [`${p.herdClients} concurrent cold GETs → the upstream serves the blob once`, max('herdFetches') <= 1],
     ['warm HEAD by tag within tagttl asks the upstream nothing', max('headTagUpstream') === 0],
+    ['warm GET by tag within tagttl asks the upstream nothing', max('getTagUpstream') === 0],
     ['warm HEAD by digest ≥ Distribution proxy', median(all('headDigest')) >= dist('headDigest')],
     ['warm HEAD by tag ≥ Distribution proxy', median(all('headTag')) >= dist('headTag')],
-    ['warm HEAD by digest ≥ 45,000 req/s (nginx mirror anchor, FIELD-NOTES)', median(all('headDigest')) >= 45_000],
-    ['warm HEAD by tag ≥ 50,000 req/s (nginx mirror anchor, FIELD-NOTES)', median(all('headTag')) >= 50_000],
+    ['warm GET by digest ≥ Distribution proxy', median(all('getDigest')) >= dist('getDigest')],
+    ['warm GET by tag ≥ Distribution proxy', median(all('getTag')) >= dist('getTag')],
+  ]
+  if (withMirror) {
+    list.push(
+      ['warm HEAD by digest ≥ the nginx mirror (same run)', median(all('headDigest')) >= mirror('headDigest')],
+      ['warm HEAD by tag ≥ the nginx mirror (same run)', median(all('headTag')) >= mirror('headTag')],
+      ['warm GET by digest ≥ the nginx mirror (same run)', median(all('getDigest')) >= mirror('getDigest')],
+      ['warm GET by tag ≥ the nginx mirror (same run)', median(all('getTag')) >= mirror('getTag')],
+      ['cold pull no slower than the nginx mirror (+15 %, same run)', median(all('coldPull')) <= mirror('coldPull') * 1.15],
+    )
+  } else {
+    list.push(
+      ['warm HEAD by digest ≥ 45,000 req/s (nginx mirror anchor, FIELD-NOTES; nginx not installed here)', median(all('headDigest')) >= 45_000],
+      ['warm HEAD by tag ≥ 50,000 req/s (nginx mirror anchor, FIELD-NOTES; nginx not installed here)', median(all('headTag')) >= 50_000],
+    )
+  }
+  list.push(
     ['cold pull no slower than Distribution proxy (+15 %)', median(all('coldPull')) <= dist('coldPull') * 1.15],
     ['warm blob GET within 15 % of Distribution proxy', median(all('blobMBps')) >= dist('blobMBps') * 0.85],
     ['peak RSS under Distribution proxy', median(all('peakRss')) <= dist('peakRss')],
-  ]
+  )
   if (nginxMBps.length > 0) {
     list.push(['warm blob GET ≥ 90 % of nginx serving the same size of file (sendfile), same curl', median(all('blobMBps')) >= median(nginxMBps) * 0.9])
   }
-  return list.map(([what, ok]) => ({ what, ok: Boolean(ok) }))
+  return list.map(([what, ok]) => ({ what: String(what), ok: Boolean(ok) }))
 }
 
-/** @param {Row[]} rowList @param {Samples} s @param {object} meta */
+/** median(part) as a percentage of median(whole). @param {number[] | undefined} part @param {number[] | undefined} whole */
+const pct = (part, whole) => `${((100 * median(part ?? [])) / median(whole ?? [])).toFixed(0)} %`
+
+/**
+ * @param {Row[]} rowList @param {Samples} s
+ * @param {{checks: {what: string, ok: boolean}[], nginxMissing?: boolean, accessLog: boolean, nginxWorkers: string, [k: string]: any}} meta
+ */
 export function markdown(rowList, s, meta) {
+  const missing = t => t === 'nginx' && meta.nginxMissing
   const lines = [
-    `| row | ${TARGETS.map(t => TARGET_TITLES[t]).join(' | ')} | Stevedore / Distribution |`,
-    `|---|${TARGETS.map(() => '---:').join('|')}|---|`,
+    `| row | ${TARGETS.map(t => TARGET_TITLES[t]).join(' | ')} | ${ANCHORS.map(a => `Stevedore / ${ANCHOR_SHORT[a]}`).join(' | ')} |`,
+    `|---|${TARGETS.map(() => '---:').join('|')}|${ANCHORS.map(() => '---').join('|')}|`,
   ]
   for (const row of rowList) {
-    const cells = TARGETS.map(t => cell(s[t]?.[row.key], row.digits))
-    lines.push(`| ${row.label} ${row.better === 'lower' ? '↓' : '↑'} | ${cells.join(' | ')} | ${ratio(row, s).text} |`)
+    const cells = TARGETS.map(t => (missing(t) ? 'not installed' : cell(s[t]?.[row.key], row.digits)))
+    const ratios = ANCHORS.map(a => (missing(a) ? '—' : ratio(row, s, a).text))
+    lines.push(`| ${row.label} ${row.better === 'lower' ? '↓' : '↑'} | ${cells.join(' | ')} | ${ratios.join(' | ')} |`)
   }
   const checkLines = meta.checks.map(c => `- ${c.ok ? 'PASS' : '**FAIL**'}: ${c.what}`)
   return [
-    `## Stevedore vs Distribution 2.8 proxy vs the upstream direct (${meta.date})`,
+    `## Stevedore vs Distribution 2.8 proxy vs the nginx proxy_cache mirror vs the upstream direct (${meta.date})`,
     '',
     `Command: \`${meta.command}\`  `,
-    `Median of ${meta.runs} run(s), (min–max) when they differ; ↓ lower is better, ↑ higher is better. ` +
+    `Median of ${meta.runs} run(s), (min–max) when they differ; ↓ lower is better, ↑ higher is better; ratios are of the medians, ` +
+      `*better*/**worse** beyond ±5 %. ` +
       `Machine: ${meta.machine.cpus}× ${meta.machine.cpuModel}, Node ${meta.machine.node}, loopback, all processes sharing the cores; ` +
-      `load average ${meta.machine.loadAverageAtStart.join(' ')} at start, ${meta.machine.loadAverageAtEnd.join(' ')} at end.`,
+      `load average ${meta.machine.loadAverageAtStart.join(' ')} at start, ${meta.machine.loadAverageAtEnd.join(' ')} at end. ` +
+      (meta.accessLog
+        ? 'Every proxy logs each request to a file (Distribution and Stevedore their stdout, nginx `access_log`).'
+        : 'Access logs off for every proxy (`--no-access-log`).') +
+      (meta.nginxMissing
+        ? ` nginx: not installed (\`${meta.nginxInstall}\`), every nginx cell says "not installed".`
+        : ` nginx mirror: ${meta.machine.nginx}, \`worker_processes ${meta.nginxWorkers}\`; its CPU and RSS are summed over master and workers.`),
     `Calibration in the same run: a bare node:http server answering HEAD from memory, same ab: ${meta.calibration} ` +
       `(FIELD-NOTES: ~56,700 req/s on a quiet machine); Stevedore's warm HEAD by digest is ` +
-      `${((100 * median(s.stevedore?.headDigest ?? [])) / median(meta.bareHead)).toFixed(0)} % of it, by tag ` +
-      `${((100 * median(s.stevedore?.headTag ?? [])) / median(meta.bareHead)).toFixed(0)} %. ` +
+      `${pct(s.stevedore?.headDigest, meta.bareHead)} of it, by tag ${pct(s.stevedore?.headTag, meta.bareHead)}. ` +
       (meta.nginxMBps?.length
         ? `nginx-light serving a file of the warm blob's size with sendfile, same curl: ${Math.round(median(meta.nginxMBps)).toLocaleString('en-US')} MB/s; ` +
-          `Stevedore's warm blob GET is ${((100 * median(s.stevedore?.blobMBps ?? [])) / median(meta.nginxMBps)).toFixed(0)} % of it.`
+          `Stevedore's warm blob GET is ${pct(s.stevedore?.blobMBps, meta.nginxMBps)} of it.`
         : 'nginx was not installed: no static-file calibration.'),
     '',
     ...lines,
@@ -130,13 +183,13 @@ export function markdown(rowList, s, meta) {
 }
 
 /**
- * Writes `pull-<stamp>.json` and `.md` into `dir`; returns their paths.
- * @param {string} dir @param {string} stamp @param {object} record @param {string} md
+ * Writes `<prefix>-<stamp>.json` and `.md` into `dir`; returns their paths.
+ * @param {string} dir @param {string} stamp @param {object} record @param {string} md @param {string} [prefix]
  */
-export function writeResults(dir, stamp, record, md) {
+export function writeResults(dir, stamp, record, md, prefix = 'pull') {
   mkdirSync(dir, { recursive: true })
-  const json = join(dir, `pull-${stamp}.json`)
-  const mdPath = join(dir, `pull-${stamp}.md`)
+  const json = join(dir, `${prefix}-${stamp}.json`)
+  const mdPath = join(dir, `${prefix}-${stamp}.md`)
   writeFileSync(json, `${JSON.stringify(record, null, 2)}\n`)
   writeFileSync(mdPath, md)
   return { json, md: mdPath }
