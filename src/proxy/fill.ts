@@ -109,7 +109,9 @@ export class BlobFill extends EventEmitter {
       this.ingest.verify(this.size);
       this.state = 'verified';
       this.emit('progress');
-      const descriptor = await this.ingest.commit(this.size);
+      const descriptor = await this.ingest.commit(this.size).catch((err: unknown) => {
+        throw err instanceof RegistryError ? err : new LocalWriteError(err as Error);
+      });
       this.state = 'committed';
       this.emit('progress');
       // Link before anyone learns the fill is over, so the next request finds the blob in place.

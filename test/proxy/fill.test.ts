@@ -152,6 +152,27 @@ t.test('a disk write error does not make pointless upstream resumes', async t =>
   await noSpoolLeft(t, fx.root)
 })
 
+t.test('a commit that fails on the disk is a storage failure, and leaves nothing', async t => {
+  const content = bytes('commit-fails', SIZE)
+  const digest = digestOf(content)
+  const upstream = new ScriptedUpstream(() => blobReply(content))
+  const fx = proxyFixture(t, t.testdir(), upstream, {
+    driver: real =>
+      Object.assign(Object.create(real) as StorageDriver, {
+        move: async () => {
+          throw Object.assign(new Error('EIO: i/o error, rename'), { code: 'EIO' })
+        },
+      }),
+  })
+  const fill = await fx.startFill(A, digest)
+  const err = await caught(fill?.done ?? Promise.resolve())
+  t.equal(err.code, 'UNAVAILABLE', 'not blamed on the upstream')
+  t.match(err.message, /cannot store blob .*EIO/)
+  t.equal(upstream.count('GET', 'blobs'), 1, 'and not fetched again')
+  await noSpoolLeft(t, fx.root)
+  await t.rejects(stat(blobPath(fx.root, digest.hex)), { code: 'ENOENT' })
+})
+
 t.test('a failed resume request does not end the fill while resumes are left', async t => {
   const content = bytes('resume-retry', SIZE)
   const digest = digestOf(content)
