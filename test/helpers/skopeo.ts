@@ -33,16 +33,25 @@ function redact(args: string[]): string[] {
  * Runs skopeo with nothing from the machine's or the user's container config:
  * HOME, XDG dirs, the auth file and registries.conf all point into a fresh
  * temp dir removed afterwards. Rejects with its stderr on a non-zero exit.
+ *
+ * As root, containers/image keeps a blob-info cache in
+ * /var/lib/containers/cache whatever the environment says: skopeo then runs
+ * in a mount namespace of its own where a temp dir is bound over /var/lib,
+ * so a test writes nothing outside its temp dirs (`unshare` and `sh` exec
+ * skopeo, so the PID killed on a timeout is skopeo's).
  */
 export async function skopeo(args: string[], opts: SkopeoOptions = {}): Promise<SkopeoResult> {
   const home = await mkdtemp(join(tmpdir(), 'stevedore-skopeo-'))
   try {
     const env = await isolatedEnv(home)
-    return await run(args, { ...env, ...opts.env }, opts.timeoutMs ?? 120_000)
+    return await run(args, { ...env, ...opts.env }, opts.timeoutMs ?? 120_000, home)
   } finally {
     await removeDir(home)
   }
 }
+
+/** Binds $1 over /var/lib, then execs the rest. */
+const PRIVATE_VAR_LIB = 'mount --bind "$1" /var/lib; shift; exec "$@"'
 
 export type ManifestFormat = 'v2s1' | 'v2s2' | 'oci'
 
@@ -107,9 +116,16 @@ async function isolatedEnv(home: string): Promise<NodeJS.ProcessEnv> {
   }
 }
 
-async function run(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<SkopeoResult> {
+async function run(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number, home: string): Promise<SkopeoResult> {
   try {
-    return await runCommand(SKOPEO_BIN, args, { env, timeoutMs })
+    if (process.getuid?.() !== 0) return await runCommand(SKOPEO_BIN, args, { env, timeoutMs })
+    const varLib = join(home, 'var-lib')
+    await mkdir(varLib)
+    return await runCommand('unshare', ['-m', '--propagation', 'private', '--', 'sh', '-ec', PRIVATE_VAR_LIB, 'sh', varLib, SKOPEO_BIN, ...args], {
+      env,
+      timeoutMs,
+      display: ['skopeo', ...args],
+    })
   } catch (err) {
     if (err instanceof CommandError) throw new SkopeoError(args, err.exitCode, err.stderr)
     throw err

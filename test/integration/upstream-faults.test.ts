@@ -63,6 +63,9 @@ t.test('a burst of blob 5xx is those blobs\' failure: the next pull succeeds at 
     t.ok(reply.complete)
     t.equal(reply.sha256, b.digest)
   }
+  // The last byte goes out once the digest is verified; the commit (fsync, rename) follows.
+  const stored = async (): Promise<number> => (await walk(join(proxy.root, 'docker/registry/v2/blobs'))).filter(f => f.endsWith('/data')).length
+  await until('the last fill committed', async () => (await stored()) === 7)
   t.equal(await everyBlobVerifies(t, proxy.root), 7, 'all 7 blobs cached')
 })
 
