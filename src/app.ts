@@ -53,7 +53,6 @@ function upstreamClient(upstream: UpstreamConfig, log: Logger, options: AppOptio
     url: upstream.url,
     ...(upstream.username === undefined ? {} : { username: upstream.username }),
     ...(upstream.password === undefined ? {} : { password: upstream.password }),
-    dockerHub: upstream.dockerHub,
     timeouts: upstream.timeouts,
     ...(upstream.caBundle === undefined ? {} : { caBundle: upstream.caBundle }),
     tlsVerify: upstream.tlsVerify,

@@ -11,7 +11,8 @@ import type { LogLevel, MetadataStore, StevedoreConfig, TagTtlRule, UpstreamConf
 import { parseDuration } from './duration.js';
 import { isRawMap, type Raw, type RawMap } from './raw.js';
 
-const DOCKER_HUB_HOSTS: ReadonlySet<string> = new Set(['registry-1.docker.io', 'docker.io', 'index.docker.io']);
+/** Docker Hub's names: a remoteurl on one of them is Docker Hub, and a Docker Hub upstream stands for all three. */
+const DOCKER_HUB_NAMES = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
 
 export function build({ values, present }: Checked, log: NoticeLog): StevedoreConfig {
   const get = (path: string): Value | undefined => values.get(path);
@@ -134,7 +135,6 @@ function normalizePrefix(prefix: string): string {
 
 type Get = (path: string) => Value | undefined;
 
-const DOCKER_HUB_NAMES = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
 /** A host usable as the first component of a repository name (no port). */
 const NAMESPACE_HOST = /^[a-z0-9]+(?:(?:\.|-+)[a-z0-9]+)*$/;
 
@@ -160,7 +160,7 @@ function buildUpstream(name: string, prefix: string, remoteurl: string, get: Get
   };
   const url = remoteurl.replace(/\/+$/, '');
   const parsed = new URL(url);
-  const dockerHub = DOCKER_HUB_HOSTS.has(parsed.hostname);
+  const dockerHub = DOCKER_HUB_NAMES.includes(parsed.hostname);
   const tagttl = own('tagttl') ?? (prefix === 'proxy' ? undefined : get('proxy.tagttl'));
   const { tagTtlMs, tagTtlRules } = buildTagTtl(tagttl);
   const hosts = [...new Set([...list('hosts').map((h) => h.toLowerCase()), parsed.host.toLowerCase(), ...(dockerHub ? DOCKER_HUB_NAMES : [])])];

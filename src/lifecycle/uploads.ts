@@ -20,6 +20,7 @@ import { parseRepositoryName, type RepositoryName } from '../registry/names.js';
 import { listRepositories } from '../storage/catalog.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { fillSessionOwner, isDeadOwner, isFillSession } from '../storage/owner.js';
+import { children } from '../storage/links.js';
 import { pathFor } from '../storage/paths.js';
 
 /** A fill spool untouched this long is abandoned: fills write continuously or fail within minutes. */
@@ -49,14 +50,7 @@ async function* uploadSessions(driver: StorageDriver, log: Logger): AsyncGenerat
   );
   for (const name of repositories) {
     const repository = name as RepositoryName;
-    let ids: string[];
-    try {
-      ids = await driver.list(pathFor({ kind: 'uploadsRoot', name: repository }));
-    } catch (err) {
-      if (isPathNotFound(err)) continue;
-      throw err;
-    }
-    for (const id of ids) {
+    for (const id of await children(driver, pathFor({ kind: 'uploadsRoot', name: repository }))) {
       let dir: string;
       try {
         dir = pathFor({ kind: 'uploadDir', name: repository, id });
@@ -101,14 +95,7 @@ export interface RecoveryReport {
 
 /** The fills journal (`stevedore/v1/fills/<id>` → repository): fills started and not finished. */
 async function* journalledFills(driver: StorageDriver): AsyncGenerator<{ id: string; entry: string; repository: RepositoryName | undefined }> {
-  let ids: string[];
-  try {
-    ids = await driver.list(pathFor({ kind: 'fillsJournal' }));
-  } catch (err) {
-    if (isPathNotFound(err)) return;
-    throw err;
-  }
-  for (const id of ids) {
+  for (const id of await children(driver, pathFor({ kind: 'fillsJournal' }))) {
     let entry: string;
     try {
       entry = pathFor({ kind: 'fillJournalEntry', id });

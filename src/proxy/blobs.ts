@@ -40,28 +40,28 @@ export class ProxyBlobs implements BlobService {
    */
   private async cached(digest: Digest): Promise<BlobDescriptor | undefined> {
     const key = this.key(digest);
-    const known = this.ctx.linkedBlobs.get(key);
+    const known = this.ctx.caches.linkedBlobs.get(key);
     if (known !== undefined) return { digest, size: known, mediaType: MediaType.OctetStream };
     const { storage } = this.ctx.local;
     if (await this.local.linked(digest)) {
       const descriptor = await storage.blobs.stat(digest);
-      if (descriptor !== undefined) this.ctx.linkedBlobs.set(key, descriptor.size);
+      if (descriptor !== undefined) this.ctx.caches.linkedBlobs.set(key, descriptor.size);
       return descriptor;
     }
     const global = await storage.blobs.stat(digest);
     if (global === undefined) return undefined;
     await this.confirm(digest);
     await storage.layers.link(this.name, digest);
-    this.ctx.linkedBlobs.set(key, global.size);
+    this.ctx.caches.linkedBlobs.set(key, global.size);
     return global;
   }
 
   /** Asks the upstream (HEAD, cached) whether this repository has the blob; returns its size. */
   private async confirm(digest: Digest): Promise<number> {
-    const cached = this.ctx.confirmedBlobs.get(this.key(digest));
+    const cached = this.ctx.caches.confirmedBlobs.get(this.key(digest));
     if (cached !== undefined) return cached;
     const { size } = await this.remote.blobs.stat(digest);
-    this.ctx.confirmedBlobs.set(this.key(digest), size);
+    this.ctx.caches.confirmedBlobs.set(this.key(digest), size);
     return size;
   }
 
@@ -85,7 +85,7 @@ export class ProxyBlobs implements BlobService {
       } catch (err) {
         // Remembered as linked, but its data went (maintenance elsewhere): a miss.
         if (!(err instanceof RegistryError && err.code === 'BLOB_UNKNOWN')) throw err;
-        this.ctx.linkedBlobs.delete(this.key(digest));
+        this.ctx.caches.linkedBlobs.delete(this.key(digest));
       }
     }
     const fill = await this.joinOrStart(digest);
@@ -133,7 +133,7 @@ export class ProxyBlobs implements BlobService {
     }
     return fills.start(this.remote.blobs, this.ctx.upstream, this.name, digest, async (done) => {
       await local.storage.layers.link(done.repository, done.digest);
-      this.ctx.linkedBlobs.set(`${done.repository}@${done.digest.value}`, done.size);
+      this.ctx.caches.linkedBlobs.set(`${done.repository}@${done.digest.value}`, done.size);
     }, this.ctx.policy.fill);
   }
 }

@@ -107,13 +107,6 @@ export class ProxyCaches {
 }
 
 export class ProxyContext {
-  readonly hotManifests: LRUCache<string, HotManifest>;
-  readonly hotTags: LRUCache<string, HotTag>;
-  readonly hotReferrers: LRUCache<string, UpstreamReferrers>;
-  readonly linkedBlobs: LRUCache<string, number>;
-  readonly confirmedBlobs: LRUCache<string, number>;
-  readonly refreshes: Map<string, Promise<HotManifest>>;
-  private readonly touched: LRUCache<string, number>;
   private readonly tagRules: readonly { match: RegExp; ttlMs: number }[];
 
   constructor(
@@ -125,15 +118,9 @@ export class ProxyContext {
     readonly fills: FillRegistry,
     readonly policy: ProxyPolicy,
     readonly log: Logger,
-    caches: ProxyCaches,
+    /** Shared by every upstream's context. */
+    readonly caches: ProxyCaches,
   ) {
-    this.hotManifests = caches.hotManifests;
-    this.hotTags = caches.hotTags;
-    this.hotReferrers = caches.hotReferrers;
-    this.linkedBlobs = caches.linkedBlobs;
-    this.confirmedBlobs = caches.confirmedBlobs;
-    this.refreshes = caches.refreshes;
-    this.touched = caches.touched;
     this.tagRules = (policy.tagTtlRules ?? []).map((rule) => ({ match: globToRegExp(rule.pattern), ttlMs: rule.ttlMs }));
   }
 
@@ -165,9 +152,10 @@ export class ProxyContext {
   /** Records a pull for `proxy.ttl` accounting, off the request path. */
   touch(digest: string): void {
     const now = this.now;
-    const last = this.touched.get(digest);
+    const { touched } = this.caches;
+    const last = touched.get(digest);
     if (last !== undefined && now - last < 60_000) return;
-    this.touched.set(digest, now);
+    touched.set(digest, now);
     this.metadata.touch(digest).catch((err: unknown) => this.log.warn({ err, digest }, 'metadata write failed'));
   }
 }

@@ -55,7 +55,7 @@ export class ProxyManifests implements ManifestService {
   /** The manifest linked here under `digest`, from memory or storage; undefined when not stored. */
   private async stored(digest: Digest | string): Promise<HotManifest | undefined> {
     const value = typeof digest === 'string' ? digest : digest.value;
-    const hot = this.ctx.hotManifests.get(`${this.name}@${value}`);
+    const hot = this.ctx.caches.hotManifests.get(`${this.name}@${value}`);
     if (hot !== undefined) return hot;
     // Parsed only on a miss: the warm path never runs the digest grammar.
     return typeof digest === 'string' ? this.load(tryParseDigest(digest)) : this.load(digest);
@@ -76,7 +76,7 @@ export class ProxyManifests implements ManifestService {
   }
 
   private remember(entry: HotManifest): HotManifest {
-    this.ctx.hotManifests.set(`${this.name}@${entry.digest.value}`, entry);
+    this.ctx.caches.hotManifests.set(`${this.name}@${entry.digest.value}`, entry);
     return entry;
   }
 
@@ -110,7 +110,7 @@ export class ProxyManifests implements ManifestService {
   private async byTag(reference: Reference & { kind: 'tag' }, request: ManifestRequest): Promise<ManifestContent> {
     const { ctx } = this;
     const { tag } = reference;
-    const known = ctx.hotTags.get(`${this.name}:${tag}`) ?? (await this.knownTag(tag));
+    const known = ctx.caches.hotTags.get(`${this.name}:${tag}`) ?? (await this.knownTag(tag));
     const cached = known === undefined ? undefined : await this.stored(known.digest);
     if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.tagTtl(tag)) {
       return this.answer(reference, cached, request);
@@ -137,7 +137,7 @@ export class ProxyManifests implements ManifestService {
 
   /** One refresh per tag at a time; everyone asking meanwhile shares its answer. */
   private refreshTag(tag: Tag, cached: HotManifest | undefined): Promise<HotManifest> {
-    const { refreshes } = this.ctx;
+    const { refreshes } = this.ctx.caches;
     const key = `${this.name}:${tag}`;
     let running = refreshes.get(key);
     if (running === undefined) {
@@ -163,7 +163,7 @@ export class ProxyManifests implements ManifestService {
     const current = await ctx.local.storage.tags.resolve(this.name, tag);
     if (current?.value !== digest.value) await ctx.local.storage.tags.tag(this.name, tag, digest);
     const state = await ctx.metadata.setTag(ctx.upstream, this.name, tag, digest.value);
-    ctx.hotTags.set(`${this.name}:${tag}`, state);
+    ctx.caches.hotTags.set(`${this.name}:${tag}`, state);
   }
 
   /**

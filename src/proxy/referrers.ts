@@ -44,13 +44,13 @@ export class ProxyReferrers implements ReferrerService {
     const { ctx } = this;
     const local = await localReferrers(ctx.local.storage, this.name, subject);
     const key = `${this.name}@${subject.value}`;
-    const cached = ctx.hotReferrers.get(key) ?? (await ctx.metadata.getReferrers<UpstreamReferrers>(ctx.upstream, this.name, subject.value));
+    const cached = ctx.caches.hotReferrers.get(key) ?? (await ctx.metadata.getReferrers<UpstreamReferrers>(ctx.upstream, this.name, subject.value));
     let remote = cached;
     const warnings: string[] = [];
     if (cached === undefined || ctx.now - cached.checkedAt >= ctx.policy.tagTtlMs) {
       try {
         remote = await this.fetch(subject);
-        ctx.hotReferrers.set(key, remote);
+        ctx.caches.hotReferrers.set(key, remote);
         // "No referrers API and no fallback tag" is remembered in memory only (bounded), not in the
         // shared store: every subject a client ever probed would otherwise stay there forever.
         if (remote.found) await ctx.metadata.setReferrers(ctx.upstream, this.name, subject.value, remote);

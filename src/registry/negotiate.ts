@@ -54,6 +54,22 @@ export function childForPlatform(children: readonly Descriptor[], platform: Plat
   return fallback;
 }
 
+/**
+ * An index's children, parsed once per payload: a narrow client asking for a
+ * warm tag again and again must not parse the index each time. Payloads are
+ * immutable and shared from the hot caches; the entry goes with its buffer.
+ */
+const parsedChildren = new WeakMap<Buffer, readonly Descriptor[]>();
+
+function childrenOf(payload: Buffer): readonly Descriptor[] {
+  let children = parsedChildren.get(payload);
+  if (children === undefined) {
+    children = parseManifest(payload).manifests;
+    parsedChildren.set(payload, children);
+  }
+  return children;
+}
+
 export interface StoredManifest {
   mediaType: string;
   payload: Buffer;
@@ -69,7 +85,7 @@ export function negotiate(
 ): Negotiated {
   if (accepts(accept, stored.mediaType)) return { kind: 'stored' };
   if (reference.kind === 'tag' && isIndexMediaType(stored.mediaType)) {
-    const child = childForPlatform(parseManifest(stored.payload).manifests, platform);
+    const child = childForPlatform(childrenOf(stored.payload), platform);
     if (child !== undefined && accepts(accept, child.mediaType)) return { kind: 'child', descriptor: child };
   }
   throw notAcceptable(name, reference, stored.mediaType, accept);

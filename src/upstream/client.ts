@@ -68,8 +68,6 @@ export interface UpstreamClientOptions {
   url: string;
   username?: string;
   password?: string;
-  /** Single-segment repository names get 'library/'. */
-  dockerHub: boolean;
   timeouts: { connectMs: number; headersMs: number; bodyMs: number };
   /** Path of a PEM file with extra CAs. */
   caBundle?: string;
@@ -162,7 +160,8 @@ export class UpstreamClient {
     // The grammars keep anything that could change the URL's meaning out of the path.
     parseRepositoryName(req.repository);
     if (req.kind !== 'tags') parseReference(req.reference);
-    const repository = this.options.dockerHub && !req.repository.includes('/') ? `library/${req.repository}` : req.repository;
+    // Names arrive as the upstream knows them: Docker Hub's `library/` is added by routing, once.
+    const { repository } = req;
     const url = this.urlFor(repository, req);
     const limited = this.rateLimit.refusal(req.kind, req.method);
     if (limited !== undefined) throw limited;

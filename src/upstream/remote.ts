@@ -208,11 +208,14 @@ class RemoteManifests implements RemoteManifestService {
     const announced = tryParseDigest(response.headers['docker-content-digest'] ?? '');
     const expected = reference.kind === 'digest' ? reference.digest : announced;
     // A signed schema1 document's signatures are checked first: a tampered one is MANIFEST_UNVERIFIED.
-    if (mediaType === MediaType.DockerSchema1Signed) await verifySignatures(this.signed(payload));
-    const digest = this.digestOf(payload, mediaType, expected?.algorithm ?? 'sha256');
+    const signed = mediaType === MediaType.DockerSchema1Signed ? this.signed(payload) : undefined;
+    if (signed !== undefined) await verifySignatures(signed);
+    // Its digest is its payload's (without signatures).
+    const hashed = signed?.canonical ?? payload;
+    const digest = digestOf(hashed, expected?.algorithm ?? 'sha256');
     if (reference.kind === 'digest' && digest.value !== reference.digest.value) throw this.mismatch('its digest', reference.digest.value, digest.value);
     if (announced !== undefined) {
-      const actual = announced.algorithm === digest.algorithm ? digest : this.digestOf(payload, mediaType, announced.algorithm);
+      const actual = announced.algorithm === digest.algorithm ? digest : digestOf(hashed, announced.algorithm);
       if (actual.value !== announced.value) throw this.mismatch('its Docker-Content-Digest', announced.value, actual.value);
     }
     return { digest, mediaType, payload };
@@ -227,10 +230,6 @@ class RemoteManifests implements RemoteManifestService {
     }
   }
 
-  /** A manifest's digest: of its bytes, or for a signed schema1 document of its payload (without signatures). */
-  private digestOf(payload: Buffer, mediaType: string, algorithm: Digest['algorithm']): Digest {
-    return digestOf(mediaType === MediaType.DockerSchema1Signed ? this.signed(payload).canonical : payload, algorithm);
-  }
 }
 
 class RemoteBlobs implements RemoteBlobService {

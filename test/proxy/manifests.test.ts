@@ -106,9 +106,9 @@ t.test('hot manifests are bounded by bytes, not only by count', async t => {
   const upstream = new ScriptedUpstream(() => reply(404))
   const fx = proxyFixture(t, t.testdir(), upstream)
   const big = Buffer.alloc(300 * 1024, 'x')
-  for (let i = 0; i < 10; i++) fx.ctx.hotManifests.set(`r@${i}`, { digest: digestOf(Buffer.from(String(i))), mediaType: OCI, payload: big })
-  t.ok(fx.ctx.hotManifests.calculatedSize <= 1024 * 1024, `held ${fx.ctx.hotManifests.calculatedSize} bytes within the 1 MiB bound`)
-  t.ok(fx.ctx.hotManifests.size < 10, 'older entries went')
+  for (let i = 0; i < 10; i++) fx.ctx.caches.hotManifests.set(`r@${i}`, { digest: digestOf(Buffer.from(String(i))), mediaType: OCI, payload: big })
+  t.ok(fx.ctx.caches.hotManifests.calculatedSize <= 1024 * 1024, `held ${fx.ctx.caches.hotManifests.calculatedSize} bytes within the 1 MiB bound`)
+  t.ok(fx.ctx.caches.hotManifests.size < 10, 'older entries went')
 })
 
 t.test('"no referrers API, no fallback tag" is not written to the shared metadata store', async t => {

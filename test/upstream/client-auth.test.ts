@@ -203,10 +203,10 @@ t.test('(c) a revoked token is replaced once; insufficient_scope is handed back'
   t.equal(fetches, 3, 'insufficient_scope with a fresh token: no second token fetch');
 });
 
-t.test('(f) Docker Hub mapping adds library/ to single-segment names', async (t) => {
+t.test('(f) names go upstream as given (Docker Hub\'s library/ is added by routing), in the URL and the token scope', async (t) => {
   const up = await bearerUpstream(t);
-  const { client } = makeClient(t, up.registry.url, { dockerHub: true, username: 'alice', password: PASSWORD });
-  const res = await client.request({ method: 'GET', repository: 'alpine', kind: 'manifests', reference: '3.19' });
+  const { client } = makeClient(t, up.registry.url, { username: 'alice', password: PASSWORD });
+  const res = await client.request({ method: 'GET', repository: 'library/alpine', kind: 'manifests', reference: '3.19' });
   t.equal(res.status, 200);
   await text(res.body);
   t.equal(res.url, `${up.registry.url}/v2/library/alpine/manifests/3.19`);
@@ -217,7 +217,7 @@ t.test('(f) Docker Hub mapping adds library/ to single-segment names', async (t)
   t.equal(up.registry.seen.at(-1)?.url, '/v2/bitnami/redis/manifests/latest', 'names with a / are left alone');
 
   const plain = await startFake(t, (_req, res) => send(res, 200, ''));
-  const notHub = makeClient(t, plain.url, { dockerHub: false });
+  const notHub = makeClient(t, plain.url);
   await text((await notHub.client.request({ method: 'GET', repository: 'alpine', kind: 'manifests', reference: 'x' })).body);
   t.equal(plain.seen[0]?.url, '/v2/alpine/manifests/x');
 });
