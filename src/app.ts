@@ -183,6 +183,9 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     accessLog: config.log.accesslog,
     prefix: config.http.prefix,
     ...(config.http.tls ? { tls: config.http.tls } : {}),
+    trustedProxies: config.http.trustedProxies,
+    timeouts: config.http.timeouts,
+    limits: config.limits,
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

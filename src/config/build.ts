@@ -10,6 +10,7 @@ import type { Platform } from '../registry/manifest.js';
 import type { LogLevel, MetadataStore, StevedoreConfig, TagTtlRule, UpstreamConfig } from './types.js';
 import { parseDuration } from './duration.js';
 import { isRawMap, type Raw, type RawMap } from './raw.js';
+import { buildAccess, buildAuth, isAddressOrCidr } from './auth.js';
 
 /** Docker Hub's names: a remoteurl on one of them is Docker Hub, and a Docker Hub upstream stands for all three. */
 const DOCKER_HUB_NAMES = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
@@ -47,7 +48,7 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
   const config: StevedoreConfig = {
     version: '0.1',
     log: { level, formatter: formatter === 'text' ? 'text' : 'json', accesslog: !bool('log.accesslog.disabled') },
-    http: buildHttp(str, present, log),
+    http: buildHttp(str, num, get, present, log),
     storage: {
       driver: 'filesystem',
       filesystem: { rootdirectory: str('storage.filesystem.rootdirectory') ?? '/var/lib/registry' },
@@ -70,6 +71,15 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
       manifests: { maxEntries: num('cache.manifests.maxentries'), maxSize: num('cache.manifests.maxsize') },
       descriptors: { maxEntries: num('cache.descriptors.maxentries') },
     },
+    limits: {
+      headerBytes: num('limits.headerbytes'),
+      headers: num('limits.headers'),
+      manifestBytes: num('limits.manifestbytes'),
+      fills: num('limits.fills'),
+      fillsPerClient: num('limits.fillsperclient'),
+      requestRate: num('limits.requestrate'),
+      requestBurst: num('limits.requestburst'),
+    },
   };
 
   const remoteurl = str('proxy.remoteurl');
@@ -83,23 +93,42 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     log.error('routing.unknownns', '"default" needs a default upstream (proxy.remoteurl)');
   }
 
-  if (present.has('auth.htpasswd')) {
-    const realm = str('auth.htpasswd.realm');
-    const path = str('auth.htpasswd.path');
-    if (realm === undefined) log.error('auth.htpasswd.realm', 'required when auth.htpasswd is set');
-    if (path === undefined) log.error('auth.htpasswd.path', 'required when auth.htpasswd is set');
-    config.auth = { htpasswd: { realm: realm ?? '', path: path ?? '' } };
+  const auth = buildAuth(str, num, present, log);
+  if (auth !== undefined) config.auth = auth;
+  const access = get('access');
+  if (access !== undefined) config.access = buildAccess(access, log);
+  if (config.access !== undefined && config.auth === undefined) {
+    log.error('access', 'rules need an auth provider (auth.htpasswd or auth.token) to tell callers apart');
   }
   return config;
 }
 
 type Str = (path: string) => string | undefined;
+type Num = (path: string) => number;
 
-function buildHttp(str: Str, present: ReadonlySet<string>, log: NoticeLog): StevedoreConfig['http'] {
+function buildHttp(str: Str, num: Num, get: Get, present: ReadonlySet<string>, log: NoticeLog): StevedoreConfig['http'] {
   const addr = str('http.addr') ?? ':5000';
   if (str('http.net') === 'unix') log.error('http.net', 'unix sockets are not supported yet; use tcp');
   const { host, port } = splitHostPort(addr, log);
-  const http: StevedoreConfig['http'] = { addr, host, port, prefix: normalizePrefix(str('http.prefix') ?? '') };
+  const trusted = get('http.trustedproxies');
+  const trustedProxies = Array.isArray(trusted) ? trusted.filter((x): x is string => typeof x === 'string') : [];
+  for (const entry of trustedProxies) {
+    if (!isAddressOrCidr(entry)) log.error('http.trustedproxies', `"${entry}" is not an IP address or CIDR block (10.0.0.0/8, ::1)`);
+  }
+  const http: StevedoreConfig['http'] = {
+    addr,
+    host,
+    port,
+    prefix: normalizePrefix(str('http.prefix') ?? ''),
+    drainTimeoutMs: num('http.draintimeout'),
+    trustedProxies,
+    timeouts: {
+      headersMs: num('http.timeouts.headers'),
+      requestMs: num('http.timeouts.request'),
+      idleMs: num('http.timeouts.idle'),
+      keepAliveMs: num('http.timeouts.keepalive'),
+    },
+  };
 
   const externalUrl = str('http.host');
   if (externalUrl !== undefined) http.externalUrl = externalUrl.replace(/\/+$/, '');
@@ -107,7 +136,14 @@ function buildHttp(str: Str, present: ReadonlySet<string>, log: NoticeLog): Stev
   const certificate = str('http.tls.certificate');
   const key = str('http.tls.key');
   if (certificate !== undefined && key !== undefined) {
-    http.tls = { certificate, key };
+    const cas = get('http.tls.clientcas');
+    http.tls = {
+      certificate,
+      key,
+      clientCas: Array.isArray(cas) ? cas.filter((x): x is string => typeof x === 'string') : [],
+      clientAuth: str('http.tls.clientauth') === 'verify-client-cert-if-given' ? 'verify-client-cert-if-given' : 'require-and-verify-client-cert',
+      minimumTls: str('http.tls.minimumtls') === 'tls1.3' ? 'TLSv1.3' : 'TLSv1.2',
+    };
   } else if ([...present].some((p) => p.startsWith('http.tls.'))) {
     // Serving plain HTTP where TLS was asked for would be worse than not starting.
     if (certificate === undefined) log.error('http.tls.certificate', 'required when http.tls is set');

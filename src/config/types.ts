@@ -94,7 +94,13 @@ export interface StevedoreConfig {
     host: string;
     /** The bind port parsed from addr; 0 asks the OS for a free port. */
     port: number;
-    tls?: { certificate: string; key: string };
+    tls?: TlsConfig;
+    /** http.draintimeout: how long a shutdown lets responses in flight finish before cutting them; default 10s. */
+    drainTimeoutMs: number;
+    /** Extension http.trustedproxies: addresses or CIDRs whose X-Forwarded-Proto/Host/For are believed. */
+    trustedProxies: string[];
+    /** Extension http.timeouts: to receive a request's headers, a whole request, an idle connection's silence, keep-alive. */
+    timeouts: { headersMs: number; requestMs: number; idleMs: number; keepAliveMs: number };
     /** http.prefix normalised to '/a/b' (leading slash, no trailing slash); '' when serving at the root. */
     prefix: string;
     /** Distribution's http.host: the externally reachable URL used to build absolute URLs, no trailing slash. */
@@ -126,8 +132,77 @@ export interface StevedoreConfig {
   cache: { manifests: { maxEntries: number; maxSize: number }; descriptors: { maxEntries: number } };
   /** Extension defaultplatform: the index child served to a client that cannot take an index; default linux/amd64. */
   defaultPlatform: Platform;
-  /** Parsed so it can be enforced later; Stevedore does not authenticate requests yet (a notice says so). */
-  auth?: { htpasswd?: { realm: string; path: string } };
+  /** Inbound authentication; absent: the registry is open to everyone who can reach it. */
+  auth?: AuthConfig;
+  /**
+   * Extension `access:`: who may do what, first match wins, no match denied.
+   * Absent with auth set: every authenticated caller may pull everything.
+   */
+  access?: AccessRule[];
+  /** Extension `limits:`. */
+  limits: LimitsConfig;
+}
+
+export interface TlsConfig {
+  certificate: string;
+  key: string;
+  /** http.tls.clientcas: PEM files of the CAs client certificates must chain to; empty: no client certificates asked. */
+  clientCas: string[];
+  /** http.tls.clientauth: require a verified client certificate, or verify one only when given. */
+  clientAuth: 'require-and-verify-client-cert' | 'verify-client-cert-if-given';
+  minimumTls: 'TLSv1.2' | 'TLSv1.3';
+}
+
+export type Action = 'pull' | 'push' | 'delete';
+
+export interface AccessRule {
+  /** Repository patterns over routed (storage) names: `*` within a component, `**` across. */
+  repositories: string[];
+  /** User names this rule is for. */
+  users: string[];
+  /** Groups (from auth.groups or the token's groups claim) this rule is for, without `group:`. */
+  groups: string[];
+  /** The rule is for callers who sent no credentials. */
+  anonymous: boolean;
+  actions: Action[];
+}
+
+export interface AuthConfig {
+  htpasswd?: { realm: string; path: string };
+  token?: TokenAuthConfig;
+  /** Extension auth.groups: a YAML file mapping group names to lists of users. */
+  groups?: string;
+  /** Extension auth.cache: how long a verified password (bcrypt is slow on purpose) is remembered. */
+  cacheMs: number;
+  /** Extension auth.lockout: failed logins allowed per client address and per user within the window. */
+  lockout: { attempts: number; windowMs: number };
+}
+
+export interface TokenAuthConfig {
+  /** Where clients get tokens; absent with `issue`: this server's /auth/token. */
+  realm?: string;
+  service: string;
+  issuer: string;
+  rootCertBundle?: string;
+  /** A JWKS file path or an http(s) URL. */
+  jwks?: string;
+  clockSkewMs: number;
+  /** The claim of external tokens that lists the subject's groups. */
+  groupsClaim: string;
+  /** Extension auth.token.issue: Stevedore issues tokens itself. */
+  issue?: { key: string; users: string; expiryMs: number };
+}
+
+export interface LimitsConfig {
+  headerBytes: number;
+  headers: number;
+  manifestBytes: number;
+  /** Upstream blob fills at once, overall and started by one client. */
+  fills: number;
+  fillsPerClient: number;
+  /** Requests per second per client; 0: unlimited. */
+  requestRate: number;
+  requestBurst: number;
 }
 
 export interface ConfigNotice {

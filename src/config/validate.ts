@@ -21,6 +21,9 @@ export interface Checked {
 
 type Coerced = { value: Value } | { error: string };
 
+/** Keys of `auth` that are providers (Distribution's rule: at most one); the others configure auth in general. */
+const AUTH_PROVIDERS: ReadonlySet<string> = new Set(['htpasswd', 'token', 'silly']);
+
 /** Names of 'named' sections' entries (upstream names). */
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** Tag patterns: tag characters and `*`. */
@@ -85,8 +88,9 @@ export function check(root: Raw, log: NoticeLog): Checked {
     if (drivers.length > 1) log.error('storage', `must configure exactly one storage driver, found ${drivers.join(', ')}`);
   }
   const auth = top.get('auth');
-  if (isRawMap(auth) && auth.size > 1) {
-    log.error('auth', `must configure at most one auth provider, found ${[...auth.keys()].join(', ')}`);
+  const providers = isRawMap(auth) ? [...auth.keys()].filter((k) => AUTH_PROVIDERS.has(k)) : [];
+  if (providers.length > 1) {
+    log.error('auth', `must configure at most one auth provider, found ${providers.join(', ')}`);
   }
 
   for (const entry of SCHEMA) {

@@ -4,10 +4,13 @@ import type { Logger } from 'pino';
 import type { RepositoryName } from '../registry/names.js';
 import type { Repository } from '../registry/services.js';
 import type { Routing } from '../routing/routes.js';
+import type { Origin } from './forwarded.js';
 
 export interface RequestContext {
   req: IncomingMessage;
   res: ServerResponse;
+  /** The client's address and the scheme and host it used, through trusted proxies. */
+  origin: Origin;
   path: string;
   query: URLSearchParams;
   head: boolean;

@@ -9,6 +9,8 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
 import type { Routing } from '../routing/routes.js';
+import type { LimitsConfig, StevedoreConfig, TlsConfig } from '../config/types.js';
+import { TrustedProxies } from './forwarded.js';
 import { API_VERSION, API_VERSION_HEADER, type RequestContext } from './context.js';
 import { toRegistryError, writeError } from './errcode.js';
 import { getBlob, headBlob } from './handlers/blobs.js';
@@ -23,8 +25,17 @@ export interface ServerOptions {
   accessLog: boolean;
   /** Distribution's http.prefix, e.g. '/registry'; '' to serve at the root. */
   prefix?: string;
-  tls?: { certificate: string; key: string };
+  tls?: TlsConfig;
+  /** http.trustedproxies: whose X-Forwarded-* headers are believed. */
+  trustedProxies?: readonly string[];
+  /** Connection timeouts (http.timeouts); defaults as in the config reference. */
+  timeouts?: StevedoreConfig['http']['timeouts'];
+  /** Header limits (limits.headerbytes, limits.headers). */
+  limits?: Pick<LimitsConfig, 'headerBytes' | 'headers'>;
 }
+
+export const DEFAULT_TIMEOUTS: StevedoreConfig['http']['timeouts'] = { headersMs: 10_000, requestMs: 60_000, idleMs: 120_000, keepAliveMs: 65_000 };
+export const DEFAULT_HEADER_LIMITS: Pick<LimitsConfig, 'headerBytes' | 'headers'> = { headerBytes: 16 * 1024, headers: 100 };
 
 const methodNotAllowed = (method: string): RegistryError =>
   new RegistryError('UNSUPPORTED', `${method} is not supported: this registry is a read-only pull-through cache`, {
@@ -73,6 +84,8 @@ const nextRequestId = (): string => `${idPrefix}-${(idCounter++).toString(36)}`;
 export function createRequestHandler(options: ServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { routing, log, accessLog } = options;
   const prefix = options.prefix ?? '';
+  const proxies = new TrustedProxies(options.trustedProxies ?? []);
+  const encrypted = options.tls !== undefined;
   return (req, res) => {
     const started = process.hrtime.bigint();
     const url = req.url ?? '/';
@@ -82,6 +95,7 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
     const ctx: RequestContext = {
       req,
       res,
+      origin: proxies.origin(req, encrypted),
       path,
       query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)),
       head: req.method === 'HEAD',
@@ -104,7 +118,7 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
             status: res.statusCode,
             bytes: bodyBytes(ctx),
             durationMs: Math.round(durationMs * 100) / 100,
-            client: req.socket.remoteAddress,
+            client: ctx.origin.client,
             complete: res.writableFinished,
             ...ctx.fields,
           },
@@ -125,20 +139,22 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
   };
 }
 
-/** Longer than any wait of a request for the upstream (headers 30 s, a fill's silence 20 s by default). */
-const SOCKET_IDLE_TIMEOUT_MS = 120_000;
-
 export function createServer(options: ServerOptions): Server {
   const handler = createRequestHandler(options);
+  const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
+  const limits = options.limits ?? DEFAULT_HEADER_LIMITS;
+  const serverOptions = { maxHeaderSize: limits.headerBytes, requestTimeout: timeouts.requestMs, headersTimeout: timeouts.headersMs };
   const server = options.tls
-    ? createHttpsServer({ cert: readFileSync(options.tls.certificate), key: readFileSync(options.tls.key) }, handler)
-    : createHttpServer(handler);
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  // Large layers take a long time to stream: no whole-request timeout. But a
-  // connection on which nothing moves for this long (a client that stopped
-  // reading) is closed: no response waits forever on its client.
-  server.requestTimeout = 0;
-  server.timeout = SOCKET_IDLE_TIMEOUT_MS;
+    ? createHttpsServer({ ...serverOptions, cert: readFileSync(options.tls.certificate), key: readFileSync(options.tls.key) }, handler)
+    : createHttpServer(serverOptions, handler);
+  server.maxHeadersCount = limits.headers;
+  server.keepAliveTimeout = timeouts.keepAliveMs;
+  // headersTimeout bounds a slow client's headers (slowloris); requestTimeout
+  // the whole request it sends, never the response: large layers take as long
+  // as they take. A connection on which nothing moves for idleMs (a client
+  // that stopped reading) is closed: no response waits forever on its client.
+  server.headersTimeout = timeouts.headersMs;
+  server.requestTimeout = timeouts.requestMs;
+  server.timeout = timeouts.idleMs;
   return server;
 }
