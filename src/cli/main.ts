@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module';
 import { configPathFromEnv, loadConfig } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
-import { startApp } from '../app.js';
+import { shutdownDeadlineMs, startApp } from '../app.js';
 import { parseArgs, USAGE } from './args.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -34,19 +34,32 @@ async function serve(argPath: string | undefined): Promise<void> {
       upstream: config.proxy?.url ?? null,
       upstreams: Object.fromEntries(config.upstreams.map((u) => [u.name, { url: u.url, hosts: u.hosts, stored: `${u.namespace}/` }])),
       tls: config.http.tls !== undefined,
+      auth: config.auth === undefined ? 'none' : config.auth.htpasswd !== undefined ? 'htpasswd' : config.auth.token?.issue !== undefined ? 'token (issued here)' : 'token',
     },
     'stevedore listening',
   );
+  if (config.auth === undefined) {
+    log.warn('no auth section: anyone who can reach this port may pull everything it caches or can fetch with the upstream credentials');
+  }
 
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 10_000);
+    const deadlineMs = shutdownDeadlineMs(config.http.drainTimeoutMs);
+    log.info({ signal, drainTimeoutMs: config.http.drainTimeoutMs }, 'shutting down');
+    // Only a shutdown that hangs past the drain and its margin is a failure; cutting slow
+    // downloads at the drain deadline is part of a clean one (exit 0).
+    const force = setTimeout(() => {
+      log.error({ deadlineMs }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, deadlineMs);
     force.unref();
     app.close().then(
-      () => process.exit(0),
+      () => {
+        log.info('shut down');
+        process.exit(0);
+      },
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
         process.exit(1);
@@ -55,6 +68,8 @@ async function serve(argPath: string | undefined): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // SIGHUP would end the process; here it reloads http.tls's certificate (a no-op without TLS).
+  process.on('SIGHUP', () => void app.reloadTls('SIGHUP'));
 }
 
 const command = parseArgs(process.argv.slice(2));

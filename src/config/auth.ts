@@ -114,7 +114,7 @@ export function buildAccess(value: Value, log: NoticeLog): AccessRule[] {
     if (who === undefined) log.error(`${at}.users`, 'expected a list of user names and group:<name> entries');
     for (const user of who ?? []) if (!USER.test(user)) log.error(`${at}.users`, `"${user}" is not a user name or group:<name>`);
     if ((who ?? []).length === 0 && !anonymous) log.error(at, 'names nobody: give users, or anonymous: true');
-    if (actions === undefined || actions.length === 0) log.error(`${at}.actions`, `required: a list of ${ACTIONS.join(', ')}`);
+    if (actions === undefined) log.error(`${at}.actions`, `required: a list of ${ACTIONS.join(', ')} ([] denies)`);
     for (const action of actions ?? []) if (!ACTIONS.includes(action as Action)) log.error(`${at}.actions`, `"${action}" is not one of ${ACTIONS.join(', ')}`);
     const users = (who ?? []).filter((u) => !u.startsWith('group:'));
     const groups = (who ?? []).filter((u) => u.startsWith('group:')).map((u) => u.slice('group:'.length));

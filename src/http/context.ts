@@ -5,6 +5,9 @@ import type { RepositoryName } from '../registry/names.js';
 import type { Repository } from '../registry/services.js';
 import type { Routing } from '../routing/routes.js';
 import type { Origin } from './forwarded.js';
+import type { Action } from '../config/types.js';
+import type { Caller } from '../auth/caller.js';
+import type { Gate } from '../auth/gate.js';
 
 export interface RequestContext {
   req: IncomingMessage;
@@ -15,6 +18,10 @@ export interface RequestContext {
   query: URLSearchParams;
   head: boolean;
   routing: Routing;
+  /** Access control; undefined when the registry is open. */
+  gate?: Gate;
+  /** Who the request is from, once authenticated (anonymous until then). */
+  caller: Caller;
   log: Logger;
   /** Extra fields for the access log line (repository, digest, cache outcome). */
   fields: Record<string, unknown>;
@@ -27,12 +34,14 @@ export interface RequestContext {
  * from, resolved in the request's scope (upstream by `?ns=` or path prefix,
  * storage namespace, policy); its storage name and upstream go to the access log.
  */
-export function repositoryOf(ctx: RequestContext, name: RepositoryName): Repository {
+export function repositoryOf(ctx: RequestContext, name: RepositoryName, action: Action = 'pull'): Repository {
   const ns = ctx.query.get('ns');
   const scope = ctx.routing.resolve(name, ns);
   ctx.fields.repository = scope.name;
   if (ns !== null) ctx.fields.ns = ns.slice(0, 255);
   if (scope.upstream !== undefined) ctx.fields.upstream = scope.upstream;
+  // Decided on names alone, before anything looks at what exists.
+  ctx.gate?.authorize(ctx.caller, { url: name, stored: scope.name, ns: ns !== null && ns !== '' }, action, ctx.origin);
   return scope.registry.repository(scope.name);
 }
 

@@ -69,6 +69,7 @@ export function writeError(req: IncomingMessage, res: ServerResponse, error: Reg
     'Content-Length': body.byteLength,
   };
   if (error.retryAfter !== undefined) out['Retry-After'] = error.retryAfter;
+  if (error.challenge !== undefined) out['WWW-Authenticate'] = error.challenge;
   if (status === 416 && typeof error.detail === 'object' && error.detail !== null && 'size' in error.detail) {
     out['Content-Range'] = `bytes */${String((error.detail as { size: unknown }).size)}`;
   }

@@ -38,12 +38,15 @@ export interface RegistryErrorOptions {
   cause?: unknown;
   /** Seconds, for TOOMANYREQUESTS / UNAVAILABLE answers. */
   retryAfter?: string;
+  /** UNAUTHORIZED answers: how to authenticate (a `WWW-Authenticate` value). */
+  challenge?: string;
 }
 
 export class RegistryError extends Error {
   readonly code: OciErrorCode;
   readonly detail: unknown;
   readonly retryAfter: string | undefined;
+  readonly challenge: string | undefined;
 
   constructor(code: OciErrorCode, message: string, options: RegistryErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -51,6 +54,7 @@ export class RegistryError extends Error {
     this.code = code;
     this.detail = options.detail;
     this.retryAfter = options.retryAfter;
+    this.challenge = options.challenge;
   }
 }
 
