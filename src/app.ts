@@ -3,10 +3,13 @@
  * that picks implementations (storage driver, metadata store, proxy or not).
  */
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { StevedoreConfig, UpstreamConfig } from './config/types.js';
 import { createServer } from './http/server.js';
+import { Gate } from './auth/gate.js';
+import { watchCertificates } from './http/tls.js';
 import { MetadataStore } from './metadata/store.js';
 import { ProxyCaches, ProxyContext } from './proxy/context.js';
 import { FillRegistry } from './proxy/fill.js';
@@ -29,6 +32,12 @@ export interface App {
   routing: Routing;
   sweeper?: ExpirySweeper;
   address: AddressInfo;
+  /**
+   * Reads http.tls's files again for new connections (open ones keep theirs);
+   * false, old certificate kept and the error logged, if they are unusable,
+   * or when there is no TLS. Also done by itself when the files change.
+   */
+  reloadTls(trigger?: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -78,12 +87,12 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   });
   // One fill registry for all upstreams; each upstream's own timeouts bound its fills (ProxyPolicy.fill).
   const first = upstreams[0] as UpstreamConfig;
-  const fills = new FillRegistry(driver, local.storage.blobs, {
-    maxResumes: 3,
-    resumeBudgetMs: first.timeouts.resumeMs,
-    followerWaitMs: first.timeouts.fillWaitMs,
-    log,
-  });
+  const fills = new FillRegistry(
+    driver,
+    local.storage.blobs,
+    { maxResumes: 3, resumeBudgetMs: first.timeouts.resumeMs, followerWaitMs: first.timeouts.fillWaitMs, log },
+    { fills: config.limits.fills, fillsPerClient: config.limits.fillsPerClient },
+  );
   const blobConfirmTtlMs = Math.max(first.tagTtlMs, 60_000);
   const caches = new ProxyCaches(
     { manifests: config.cache.manifests.maxEntries, manifestBytes: config.cache.manifests.maxSize, descriptors: config.cache.descriptors.maxEntries },
@@ -134,27 +143,48 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     driver,
     ...(sweeper === undefined ? {} : { sweeper }),
     async close() {
-      await sweeper?.stop();
+      // Fills first: each one still downloading is abandoned and its spool removed, a verified one committed.
       await fills.close();
-      await Promise.all(clients.map((client) => client.close()));
-      await metadata.close();
+      // The rest only gives up timers and connections: a sweep or an upstream request still
+      // running (a client cut at the drain deadline) must not hold the exit for long.
+      const rest = (async () => {
+        await sweeper?.stop();
+        await Promise.all(clients.map((client) => client.close()));
+        await metadata.close();
+      })();
+      const late = await Promise.race([rest.then(() => false), sleep(CLOSE_GRACE_MS, true, { ref: false })]);
+      if (late) log.warn({ graceMs: CLOSE_GRACE_MS }, 'upstream connections or the expiry sweep did not close in time; exiting anyway');
     },
   };
 }
 
-/** How long a shutdown waits for responses in flight (a long blob download) before cutting them. */
-export const DRAIN_TIMEOUT_MS = 8_000;
+/** After the fills are closed, how long a shutdown waits for upstream connections, metadata and a sweep to close. */
+export const CLOSE_GRACE_MS = 2_000;
+
+/**
+ * The longest a shutdown may take before the CLI gives up on it and exits 1:
+ * the drain (`http.draintimeout`), closing the fills (aborting them, removing
+ * their spools, committing verified ones: well under a second) and
+ * CLOSE_GRACE_MS, with room to spare for a loaded machine.
+ */
+export const shutdownDeadlineMs = (drainTimeoutMs: number): number => drainTimeoutMs + CLOSE_GRACE_MS + 3_000;
 
 /**
  * Stops accepting, lets responses in flight finish, and closes keep-alive
  * connections as soon as they are idle (server.close alone waits for the
- * client to drop them), cutting whatever is left after DRAIN_TIMEOUT_MS.
+ * client to drop them), cutting whatever is left after `timeoutMs`
+ * (`http.draintimeout`). Resolves once every connection is closed.
  */
-async function drainServer(server: Server): Promise<void> {
+export async function drainServer(server: Server, timeoutMs: number, log: Logger): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
   const idle = setInterval(() => server.closeIdleConnections(), 50);
-  const cut = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
+  const cut = setTimeout(() => {
+    server.getConnections((err, count) => {
+      if (err === null && count > 0) log.warn({ connections: count, drainTimeoutMs: timeoutMs }, 'drain timeout reached: cutting responses still in flight');
+      server.closeAllConnections();
+    });
+  }, timeoutMs);
   try {
     await closed;
   } finally {
@@ -164,6 +194,15 @@ async function drainServer(server: Server): Promise<void> {
 }
 
 export async function startApp(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<App> {
+  // First: a missing htpasswd file or a bad key stops startup before anything else starts.
+  const gate =
+    config.auth === undefined
+      ? undefined
+      : await Gate.create(config.auth, config.access, {
+          log: log.child({ task: 'auth' }),
+          prefix: config.http.prefix,
+          ...(config.http.externalUrl === undefined ? {} : { externalUrl: config.http.externalUrl }),
+        });
   const built = await buildRegistry(config, log, options);
   // In the background: the walk may take a while on a large tree, and nothing it removes is in use.
   const recovery = recoverInterrupted(built.driver, log.child({ task: 'recovery' })).catch((err: unknown) => {
@@ -179,6 +218,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     : () => undefined;
   const server = createServer({
     routing: built.routing,
+    ...(gate === undefined ? {} : { gate }),
     log,
     accessLog: config.log.accesslog,
     prefix: config.http.prefix,
@@ -186,6 +226,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     trustedProxies: config.http.trustedProxies,
     timeouts: config.http.timeouts,
     limits: config.limits,
+    requestRate: { rate: config.limits.requestRate, burst: config.limits.requestBurst },
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -194,15 +235,22 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
       resolve();
     });
   });
+  const certificates = config.http.tls === undefined ? undefined : watchCertificates(server, config.http.tls, log);
   return {
     server,
+    reloadTls: (trigger = 'request') => certificates?.reload(trigger) ?? Promise.resolve(false),
     routing: built.routing,
     ...(built.sweeper === undefined ? {} : { sweeper: built.sweeper }),
     address: server.address() as AddressInfo,
+    /**
+     * Graceful shutdown: stop accepting at once, let responses in flight
+     * finish within `http.draintimeout` and cut the rest, then close the
+     * fills (see FillRegistry.close) and everything else. Resolves when
+     * nothing is left running that could leave a file behind.
+     */
     async close() {
       stopPurging();
-      await recovery;
-      await drainServer(server);
+      await Promise.all([drainServer(server, config.http.drainTimeoutMs, log), recovery]);
       await built.close();
     },
   };

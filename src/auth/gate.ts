@@ -14,7 +14,7 @@
  */
 import type { Logger } from 'pino';
 import type { AccessRule, Action, AuthConfig } from '../config/types.js';
-import { nameUnknown, RegistryError } from '../registry/errors.js';
+import { RegistryError } from '../registry/errors.js';
 import { ANONYMOUS, granted, type Caller } from './caller.js';
 import { Htpasswd } from './htpasswd.js';
 import { TokenIssuer, type IssuedToken, type Scope } from './issuer.js';
@@ -199,8 +199,9 @@ export class Gate {
     }
     if (this.rules.allows(caller, target.stored, action)) return;
     if (caller.via === 'anonymous') throw this.unauthorized(origin, 'authentication required', scope);
-    // Refused to someone who is logged in: the same answer as for a repository that does not exist.
-    throw nameUnknown(target.url);
+    // Refused to someone who is logged in: the answer for a repository that does not exist,
+    // without even the name, so an existing and a missing one answer byte for byte alike.
+    throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry');
   }
 
   /** The catalog: callers who can see something. Throws for anonymous ones when anonymous callers may pull nothing. */

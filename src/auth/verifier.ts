@@ -54,7 +54,10 @@ export class TokenVerifier {
   private readonly bundle: X509Certificate[] = [];
   private readonly jwksFile: WatchedFile<JWTVerifyGetKey> | undefined;
   private readonly jwksRemote: JWTVerifyGetKey | undefined;
-  private readonly verified: LRUCache<string, Caller>;
+  /** Verified tokens → their caller, until `exp` plus the skew (by `now`, so an injected clock is honoured too). */
+  private readonly verified: LRUCache<string, { caller: Caller; until: number }>;
+  /** The JWKS file's version the cached verdicts were reached with. */
+  private jwksVersion = 0;
   private readonly now: () => number;
 
   private constructor(private readonly options: VerifierOptions) {
@@ -86,8 +89,16 @@ export class TokenVerifier {
 
   /** The caller a token speaks for; throws TokenRejected. */
   async verify(token: string): Promise<Caller> {
+    if (this.jwksFile !== undefined) {
+      // A changed file may have dropped a key: what it verified is verified again.
+      await this.jwksFile.get();
+      if (this.jwksFile.version !== this.jwksVersion) {
+        this.verified.clear();
+        this.jwksVersion = this.jwksFile.version;
+      }
+    }
     const cached = this.verified.get(token);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined && cached.until > this.now()) return cached.caller;
     if (token.length > 16_384 || !COMPACT_JWS.test(token)) throw new TokenRejected('not a compact JWS');
     let payload: JWTPayload;
     try {
@@ -110,8 +121,9 @@ export class TokenVerifier {
       via: 'bearer',
       grants: grantsOf(payload.access),
     };
-    const ttl = (payload.exp as number) * 1000 + this.options.clockSkewMs - this.now();
-    if (ttl > 0) this.verified.set(token, caller, { ttl });
+    const until = (payload.exp as number) * 1000 + this.options.clockSkewMs;
+    const ttl = until - this.now();
+    if (ttl > 0) this.verified.set(token, { caller, until }, { ttl });
     return caller;
   }
 
@@ -151,14 +163,15 @@ export class TokenVerifier {
     for (const cert of chain) {
       if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) throw new TokenRejected('a certificate of the x5c chain is not valid now');
     }
+    const inBundle = (cert: X509Certificate): boolean => this.bundle.some((root) => root.fingerprint256 === cert.fingerprint256);
     for (let i = 0; i + 1 < chain.length; i++) {
       const [child, parent] = [chain[i] as X509Certificate, chain[i + 1] as X509Certificate];
       if (!child.checkIssued(parent) || !child.verify(parent.publicKey)) throw new TokenRejected('the x5c chain is broken');
+      // As Go's x509 (so Distribution): an intermediate must be a CA; a bundle certificate is trusted as it is.
+      if (!parent.ca && !inBundle(parent)) throw new TokenRejected('a certificate of the x5c chain signs another but is not a CA');
     }
     const last = chain[chain.length - 1] as X509Certificate;
-    const anchored = this.bundle.some(
-      (root) => root.fingerprint256 === last.fingerprint256 || (last.checkIssued(root) && last.verify(root.publicKey)),
-    );
+    const anchored = inBundle(last) || this.bundle.some((root) => last.checkIssued(root) && last.verify(root.publicKey));
     if (!anchored) throw new TokenRejected('the x5c chain does not end at a certificate of the root bundle');
     return this.usable((chain[0] as X509Certificate).publicKey, alg);
   }

@@ -15,7 +15,7 @@ type Num = (path: string) => number;
 const ACTIONS: readonly Action[] = ['pull', 'push', 'delete'];
 /** Repository patterns as routing's allow/deny take them. */
 const PATTERN = /^[a-z0-9._\-/*]+$/;
-const USER = /^[^\s:]{1,255}$/;
+const USER = /^(?:group:)?[^\s:]{1,255}$/;
 
 export function isAddressOrCidr(entry: string): boolean {
   const slash = entry.indexOf('/');

@@ -4,7 +4,6 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
@@ -18,9 +17,19 @@ import { listCatalog, listTags } from './handlers/listing.js';
 import { getManifest } from './handlers/manifests.js';
 import { listReferrers } from './handlers/referrers.js';
 import { route } from './router.js';
+import { RequestRateLimiter } from './ratelimit.js';
+import { refusePlainHttp, tlsServerOptions, unverifiedClientCertificate } from './tls.js';
+import { issueToken } from './handlers/token.js';
+import { ANONYMOUS } from '../auth/caller.js';
+import type { Gate } from '../auth/gate.js';
+
+/** Stevedore's own token endpoint (auth.token.issue), under http.prefix. */
+export const TOKEN_PATH = '/auth/token';
 
 export interface ServerOptions {
   routing: Routing;
+  /** Access control; absent: open to everyone. */
+  gate?: Gate;
   log: Logger;
   accessLog: boolean;
   /** Distribution's http.prefix, e.g. '/registry'; '' to serve at the root. */
@@ -32,6 +41,8 @@ export interface ServerOptions {
   timeouts?: StevedoreConfig['http']['timeouts'];
   /** Header limits (limits.headerbytes, limits.headers). */
   limits?: Pick<LimitsConfig, 'headerBytes' | 'headers'>;
+  /** Per-client request rate (limits.requestrate, limits.requestburst); off when absent or the rate is 0. */
+  requestRate?: { rate: number; burst: number };
 }
 
 export const DEFAULT_TIMEOUTS: StevedoreConfig['http']['timeouts'] = { headersMs: 10_000, requestMs: 60_000, idleMs: 120_000, keepAliveMs: 65_000 };
@@ -44,10 +55,18 @@ const methodNotAllowed = (method: string): RegistryError =>
 
 async function dispatch(ctx: RequestContext): Promise<void> {
   const method = ctx.req.method ?? 'GET';
+  const { gate } = ctx;
+  if (gate !== undefined) {
+    if (ctx.path === TOKEN_PATH && gate.issuer !== undefined) return issueToken(ctx, gate);
+    // Credentials first: what a request may learn, even that a method is unsupported, depends on them.
+    ctx.caller = await gate.authenticate(ctx.req.headers.authorization, ctx.origin);
+    if (ctx.caller.user !== undefined) ctx.fields.user = ctx.caller.user;
+  }
   const target = route(ctx.path);
   if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method);
   switch (target.kind) {
     case 'base':
+      gate?.authorizeBase(ctx.caller, ctx.origin);
       ctx.res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': 2 });
       ctx.res.end(ctx.head ? undefined : '{}');
       return;
@@ -82,11 +101,17 @@ let idCounter = 0;
 const nextRequestId = (): string => `${idPrefix}-${(idCounter++).toString(36)}`;
 
 export function createRequestHandler(options: ServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const { routing, log, accessLog } = options;
+  const { routing, log, accessLog, gate } = options;
   const prefix = options.prefix ?? '';
   const proxies = new TrustedProxies(options.trustedProxies ?? []);
   const encrypted = options.tls !== undefined;
+  const limiter = options.requestRate !== undefined && options.requestRate.rate > 0 ? new RequestRateLimiter(options.requestRate) : undefined;
   return (req, res) => {
+    const unverified = unverifiedClientCertificate(req.socket);
+    if (unverified !== undefined) {
+      writeError(req, res, new RegistryError('DENIED', `client certificate not verified: ${unverified}`), { Connection: 'close' });
+      return;
+    }
     const started = process.hrtime.bigint();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -100,9 +125,14 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
       query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)),
       head: req.method === 'HEAD',
       routing,
+      ...(gate === undefined ? {} : { gate }),
+      caller: ANONYMOUS,
       log,
       fields: {},
     };
+    // Before anything else is spent on the request.
+    const refusal = limiter?.refuse(ctx.origin.client);
+    if (refusal !== undefined) return writeError(req, res, refusal);
     res.setHeader(API_VERSION_HEADER, API_VERSION);
     const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) ?? nextRequestId();
     res.setHeader('X-Request-Id', requestId);
@@ -144,9 +174,13 @@ export function createServer(options: ServerOptions): Server {
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const limits = options.limits ?? DEFAULT_HEADER_LIMITS;
   const serverOptions = { maxHeaderSize: limits.headerBytes, requestTimeout: timeouts.requestMs, headersTimeout: timeouts.headersMs };
-  const server = options.tls
-    ? createHttpsServer({ ...serverOptions, cert: readFileSync(options.tls.certificate), key: readFileSync(options.tls.key) }, handler)
-    : createHttpServer(serverOptions, handler);
+  let server: Server;
+  if (options.tls) {
+    // A TLS handshake is bounded like a client's headers.
+    const https = createHttpsServer({ ...serverOptions, ...tlsServerOptions(options.tls), handshakeTimeout: timeouts.headersMs }, handler);
+    refusePlainHttp(https, timeouts.headersMs);
+    server = https;
+  } else server = createHttpServer(serverOptions, handler);
   server.maxHeadersCount = limits.headers;
   server.keepAliveTimeout = timeouts.keepAliveMs;
   // headersTimeout bounds a slow client's headers (slowloris); requestTimeout

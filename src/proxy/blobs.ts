@@ -10,7 +10,7 @@ import type { Digest } from '../registry/digest.js';
 import { MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName } from '../registry/names.js';
 import { type RangeSpec, resolveRange } from '../registry/range.js';
-import type { BlobContent, BlobDescriptor, BlobService } from '../registry/services.js';
+import type { BlobContent, BlobDescriptor, BlobRequest, BlobService } from '../registry/services.js';
 import type { LocalBlobs } from '../storage/local.js';
 import type { RemoteRepository } from '../upstream/remote.js';
 import type { ProxyContext } from './context.js';
@@ -66,7 +66,8 @@ export class ProxyBlobs implements BlobService {
   }
 
   // Only content that is stored (or being stored) is touched: a probe for an
-  // unknown digest must not leave an access record behind.
+  // unknown digest must not leave an access record behind. A HEAD starts no
+  // fill, so it is never refused by the fill limits.
   async stat(digest: Digest): Promise<BlobDescriptor> {
     const descriptor = await this.cached(digest);
     if (descriptor !== undefined) {
@@ -77,7 +78,8 @@ export class ProxyBlobs implements BlobService {
     return { digest, size: await this.confirm(digest), mediaType: MediaType.OctetStream };
   }
 
-  async open(digest: Digest, range?: RangeSpec): Promise<BlobContent> {
+  /** A miss starts a fill for `request.client`, within the fill limits; joining one is always allowed. */
+  async open(digest: Digest, range?: RangeSpec, request?: BlobRequest): Promise<BlobContent> {
     const descriptor = await this.cached(digest);
     if (descriptor !== undefined) {
       try {
@@ -88,7 +90,7 @@ export class ProxyBlobs implements BlobService {
         this.ctx.caches.linkedBlobs.delete(this.key(digest));
       }
     }
-    const fill = await this.joinOrStart(digest);
+    const fill = await this.joinOrStart(digest, request?.client);
     if (fill === undefined) {
       // Committed by a fill that ended while we looked: served from storage like any cached blob.
       const stored = await this.cached(digest);
@@ -117,7 +119,7 @@ export class ProxyBlobs implements BlobService {
    * is that repository's (say, it does not exist upstream), and this one
    * starts a fill of its own.
    */
-  private async joinOrStart(digest: Digest): Promise<BlobFill | undefined> {
+  private async joinOrStart(digest: Digest, client: string | undefined): Promise<BlobFill | undefined> {
     const { fills, local } = this.ctx;
     const running = fills.current(this.ctx.upstream, digest);
     if (running !== undefined && running.repository !== this.name) {
@@ -134,6 +136,6 @@ export class ProxyBlobs implements BlobService {
     return fills.start(this.remote.blobs, this.ctx.upstream, this.name, digest, async (done) => {
       await local.storage.layers.link(done.repository, done.digest);
       this.ctx.caches.linkedBlobs.set(`${done.repository}@${done.digest.value}`, done.size);
-    }, this.ctx.policy.fill);
+    }, this.ctx.policy.fill, client);
   }
 }

@@ -16,6 +16,10 @@
  * Every wait is bounded: the upstream's silence by the body timeout; resuming
  * by `maxResumes` attempts and a total time budget; a follower's wait for
  * its next bytes by `followerWaitMs` (it is cut, the fill goes on).
+ *
+ * At shutdown (FillRegistry.close) a fill still downloading is abandoned and
+ * its spool removed; one whose digest is verified is committed. New fills are
+ * admitted within `limits.fills` and `limits.fillsperclient` (admission.ts).
  */
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,6 +34,7 @@ import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { fillSessionId } from '../storage/owner.js';
 import { pathFor } from '../storage/paths.js';
 import type { RemoteBlobService } from '../upstream/remote.js';
+import { type AdmissionLimits, FillAdmission, type Release } from './admission.js';
 
 /** filling → verified (digest checked, not yet durable) → committed (in place), or → failed. */
 export type FillState = 'filling' | 'verified' | 'committed' | 'failed';
@@ -90,7 +95,13 @@ export class BlobFill extends EventEmitter {
   ): Promise<void> {
     const resuming = { attempts: 0, spentMs: 0 };
     let body = first;
+    // Closing stops the download wherever it is, even if the transport ignores the signal once it answered.
+    const abandon = (): void => {
+      body.destroy(new Error('stevedore is shutting down'));
+    };
+    signal.addEventListener('abort', abandon);
     try {
+      if (signal.aborted) abandon();
       for (;;) {
         let interruption: Error;
         try {
@@ -98,13 +109,17 @@ export class BlobFill extends EventEmitter {
           if (this.ingest.size >= this.size) break;
           interruption = new Error(`upstream body ended early at ${this.ingest.size} of ${this.size} bytes`);
         } catch (err) {
-          if (err instanceof LocalWriteError || signal.aborted) throw err;
-          interruption = err as Error;
+          if (err instanceof LocalWriteError) throw err;
           // Every byte is here and only the end of the stream broke: let the digest decide.
           if (this.ingest.size >= this.size) break;
+          if (signal.aborted) throw err;
+          interruption = err as Error;
         }
         body = await this.resume(upstream, options, signal, interruption, resuming);
       }
+      // From here on the fill is not abandoned at shutdown: verifying and committing take
+      // milliseconds, and a blob whose digest checked out is worth keeping (see FillRegistry.close).
+      signal.removeEventListener('abort', abandon);
       // Verified first: followers may have the last byte while the blob is made durable.
       this.ingest.verify(this.size);
       this.state = 'verified';
@@ -118,9 +133,11 @@ export class BlobFill extends EventEmitter {
       await onCommit(this).catch((err: unknown) => options.log.error({ err, digest: this.digest.value }, 'linking a filled blob failed'));
       this.resolveDone(descriptor);
     } catch (err) {
+      signal.removeEventListener('abort', abandon);
       await this.ingest.cancel();
       this.error = err instanceof RegistryError ? err : new RegistryError('UPSTREAM_ERROR', `upstream blob transfer failed: ${(err as Error).message}`);
       if (err instanceof LocalWriteError) this.error = new RegistryError('UNAVAILABLE', `stevedore cannot store blob ${this.digest.value}: ${err.cause.message}`);
+      else if (signal.aborted && !(err instanceof RegistryError)) this.error = new RegistryError('UNAVAILABLE', 'stevedore is shutting down; the download was abandoned');
       this.state = 'failed';
       this.rejectDone(this.error);
     }
@@ -265,28 +282,48 @@ export interface RunningFill {
   readonly started: Promise<BlobFill | undefined>;
 }
 
-/** The fills under way in this process, one per upstream and digest. */
+/**
+ * The fills under way in this process, one per upstream and digest, and the
+ * admission of new ones (proxy/admission.ts): a fill that would start a new
+ * upstream download beyond the limits is refused; joining one never is.
+ */
 export class FillRegistry {
   private readonly fills = new Map<string, RunningFill>();
+  /** Every fill not yet cleaned up (spool and journal entry removed, or blob committed). */
+  private readonly ending = new Set<Promise<void>>();
   /** Aborted on close: fills stop and clean up after themselves. */
   private readonly closing = new AbortController();
+  private readonly admission: FillAdmission;
 
   constructor(
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly options: FillOptions,
+    /** limits.fills and limits.fillsperclient; unlimited when absent. */
+    limits: AdmissionLimits = { fills: Number.POSITIVE_INFINITY, fillsPerClient: Number.POSITIVE_INFINITY },
   ) {
     spoolOpener(driver); // refuse at startup, not on the first miss
+    this.admission = new FillAdmission(limits);
   }
 
   get active(): number {
     return this.fills.size;
   }
 
-  /** Stops every fill under way and waits until each has cleaned up. */
+  /** Fills holding an admission slot: started, not yet over. */
+  get admitted(): number {
+    return this.admission.active;
+  }
+
+  /**
+   * Stops every fill under way and waits until each has cleaned up: a fill
+   * still downloading is abandoned, its spool (upload session) and journal
+   * entry removed; a fill whose digest is verified already is committed (a
+   * correct blob, in place) rather than thrown away. No fill starts after.
+   */
   async close(): Promise<void> {
     this.closing.abort();
-    await Promise.allSettled([...this.fills.values()].map(async ({ started }) => (await started)?.done));
+    while (this.ending.size > 0) await Promise.allSettled([...this.ending]);
   }
 
   current(upstream: string, digest: Digest): RunningFill | undefined {
@@ -296,6 +333,9 @@ export class FillRegistry {
   /**
    * Joins the fill of `digest` or starts one. Resolves once the upstream
    * answered with headers, to undefined when the blob is stored already.
+   * Starting one for `client` beyond the admission limits rejects at once
+   * with TOOMANYREQUESTS or UNAVAILABLE (and a `Retry-After`), before
+   * anything is asked of the upstream or written.
    */
   start(
     remote: RemoteBlobService,
@@ -304,30 +344,43 @@ export class FillRegistry {
     digest: Digest,
     onCommit: (fill: BlobFill) => Promise<void>,
     limits?: FillLimits,
+    client?: string,
   ): Promise<BlobFill | undefined> {
     const key = `${upstream}@${digest.value}`;
     const existing = this.fills.get(key);
     if (existing) return existing.started;
+    let release: Release;
+    try {
+      release = this.admission.admit(client);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const forget = (): void => {
+      release();
       if (this.fills.get(key) === entry) this.fills.delete(key);
     };
     const options = limits === undefined ? this.options : { ...this.options, ...limits };
-    const started = this.begin(remote, upstream, repository, digest, onCommit, options).then(
-      (fill) => {
-        if (fill === undefined) forget();
-        else void fill.done.catch(() => undefined).finally(forget);
-        return fill;
+    const launched = this.begin(remote, upstream, repository, digest, onCommit, options);
+    const started = launched.then(
+      (run) => {
+        if (run === undefined) forget();
+        else void run.fill.done.catch(() => undefined).finally(forget);
+        return run?.fill;
       },
       (err: unknown) => {
         forget();
         throw err;
       },
     );
+    const ended = launched.then((run) => run?.ended).catch(() => undefined);
+    this.ending.add(ended);
+    void ended.finally(() => this.ending.delete(ended));
     const entry: RunningFill = { upstream, repository, started };
     this.fills.set(key, entry);
     return started;
   }
 
+  /** The fill started, and a promise that settles once it is over and cleaned up. */
   private async begin(
     remote: RemoteBlobService,
     upstream: string,
@@ -335,12 +388,15 @@ export class FillRegistry {
     digest: Digest,
     onCommit: (fill: BlobFill) => Promise<void>,
     options: FillOptions,
-  ): Promise<BlobFill | undefined> {
+  ): Promise<{ fill: BlobFill; ended: Promise<void> } | undefined> {
     const { signal } = this.closing;
-    if (signal.aborted) throw new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
+    const shuttingDown = (): RegistryError => new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
+    if (signal.aborted) throw shuttingDown();
     // A fill that committed between the caller's look at storage and now is not fetched again.
     if ((await this.blobs.stat(digest)) !== undefined) return undefined;
-    const { descriptor, stream } = await remote.open(digest, undefined, { signal });
+    const { descriptor, stream } = await remote.open(digest, undefined, { signal }).catch((err: unknown) => {
+      throw signal.aborted ? shuttingDown() : err;
+    });
     const id = fillSessionId();
     const journal = pathFor({ kind: 'fillJournalEntry', id });
     let ingest: BlobIngest;
@@ -358,14 +414,16 @@ export class FillRegistry {
     const fill = new BlobFill(repository, digest, size, ingest, this.driver, options.followerWaitMs);
     options.log.info({ repository, digest: digest.value, size, upstream }, 'blob fill started');
     const began = Date.now();
-    void fill.run(stream, remote, options, onCommit, signal).then(async () => {
+    const ended = fill.run(stream, remote, options, onCommit, signal).then(async () => {
       await this.driver.delete(journal).catch(() => undefined);
       if (fill.state === 'committed') {
         options.log.info({ repository, digest: digest.value, size, durationMs: Date.now() - began }, 'blob fill committed');
+      } else if (signal.aborted) {
+        options.log.warn({ repository, digest: digest.value, received: ingest.size, size }, 'blob fill abandoned at shutdown; its spool was removed');
       } else {
         options.log.warn({ repository, digest: digest.value, err: fill.error?.message }, 'blob fill failed; nothing was stored');
       }
     });
-    return fill;
+    return { fill, ended };
   }
 }

@@ -1,7 +1,10 @@
 /**
  * HTTP Range requests (RFC 9110 §14) on blobs: one byte range per request.
- * A multi-range request is answered whole (servers may ignore Range);
- * syntactically broken or unsatisfiable ranges are refused with RANGE_INVALID.
+ * A request for several ranges is answered whole (a server may ignore Range,
+ * §14.2, and no registry client wants multipart/byteranges); a set with any
+ * syntactically broken range in it (two Range fields joined are one), or an
+ * unsatisfiable single range, is refused with RANGE_INVALID. Empty list
+ * elements are skipped, as §5.6.1 asks.
  */
 import { RegistryError, truncate } from './errors.js';
 
@@ -28,8 +31,17 @@ export function parseRange(header: string | undefined): RangeSpec | undefined {
   const eq = trimmed.indexOf('=');
   if (eq < 0) throw rangeInvalid(header);
   if (trimmed.slice(0, eq).trim().toLowerCase() !== 'bytes') return undefined;
-  const set = trimmed.slice(eq + 1).trim();
-  if (set.includes(',')) return undefined;
+  const specs: RangeSpec[] = [];
+  for (const element of trimmed.slice(eq + 1).split(',')) {
+    const spec = element.trim();
+    if (spec !== '') specs.push(parseSpec(spec, header));
+  }
+  if (specs.length === 0) throw rangeInvalid(header);
+  return specs.length === 1 ? specs[0] : undefined;
+}
+
+/** One `first-last` or `-suffix` of a Range header's set. */
+function parseSpec(set: string, header: string): RangeSpec {
   const match = /^(\d{0,15})-(\d{0,15})$/.exec(set);
   if (!match) throw rangeInvalid(header);
   const [, first = '', last = ''] = match;

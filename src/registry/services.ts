@@ -32,11 +32,23 @@ export type BlobContent = BlobBody & {
   range?: ResolvedRange;
 };
 
+/** Per-request options of a blob read; the HTTP layer passes its request's origin as is. */
+export interface BlobRequest {
+  /** The client's address, for per-client limits. */
+  readonly client?: string;
+  /** Gives the request up (honoured by the upstream's blob service). */
+  readonly signal?: AbortSignal;
+}
+
 export interface BlobService {
   /** Describes a blob visible in the repository; throws BLOB_UNKNOWN. */
-  stat(digest: Digest): Promise<BlobDescriptor>;
-  /** Streams a blob (or a range of it); throws BLOB_UNKNOWN or RANGE_INVALID. */
-  open(digest: Digest, range?: RangeSpec): Promise<BlobContent>;
+  stat(digest: Digest, request?: BlobRequest): Promise<BlobDescriptor>;
+  /**
+   * Streams a blob (or a range of it); throws BLOB_UNKNOWN or RANGE_INVALID,
+   * or, through the proxy, TOOMANYREQUESTS / UNAVAILABLE when a new upstream
+   * download is beyond the limits.
+   */
+  open(digest: Digest, range?: RangeSpec, request?: BlobRequest): Promise<BlobContent>;
 }
 
 export interface ManifestContent {

@@ -174,6 +174,8 @@ export interface MirrorHost {
   url: string
   /** The URL's path replaces `/v2` instead of preceding it. */
   overridePath?: boolean
+  /** Sent with every request to this host (`[host."…".header]`): how hosts.toml carries credentials. */
+  headers?: Record<string, string>
 }
 
 export interface RegistryHosts {
@@ -189,6 +191,10 @@ export function hostsToml(hosts: RegistryHosts): string {
   for (const mirror of hosts.mirrors) {
     lines.push('', `[host.${q(mirror.url)}]`, '  capabilities = ["pull", "resolve"]')
     if (mirror.overridePath === true) lines.push('  override_path = true')
+    if (mirror.headers !== undefined) {
+      lines.push(`  [host.${q(mirror.url)}.header]`)
+      for (const [name, value] of Object.entries(mirror.headers)) lines.push(`    ${name} = [${q(value)}]`)
+    }
   }
   return `${lines.join('\n')}\n`
 }

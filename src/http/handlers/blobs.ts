@@ -20,7 +20,7 @@ function blobHeaders(descriptor: BlobDescriptor): Record<string, string | number
 export async function headBlob(ctx: RequestContext, name: RepositoryName, rawDigest: string): Promise<void> {
   const digest = parseDigest(rawDigest);
   ctx.fields.digest = digest.value;
-  const descriptor = await repositoryOf(ctx, name).blobs.stat(digest);
+  const descriptor = await repositoryOf(ctx, name).blobs.stat(digest, ctx.origin);
   ctx.res.writeHead(200, { ...blobHeaders(descriptor), 'Content-Length': descriptor.size });
   ctx.res.end();
 }
@@ -29,7 +29,8 @@ export async function getBlob(ctx: RequestContext, name: RepositoryName, rawDige
   const digest = parseDigest(rawDigest);
   ctx.fields.digest = digest.value;
   const range = parseRange(ctx.req.headers.range);
-  const content = await repositoryOf(ctx, name).blobs.open(digest, range);
+  // The origin is passed as is (its `client` is the address the fill limits count by): no allocation.
+  const content = await repositoryOf(ctx, name).blobs.open(digest, range, ctx.origin);
   const headers = blobHeaders(content.descriptor);
   if (content.range) {
     const { start, end, size } = content.range;
