@@ -12,6 +12,11 @@ export interface Caller {
   readonly via: 'anonymous' | 'basic' | 'bearer';
   /** Bearer tokens only: what the token grants. Requests need the grant as well as the rules' consent. */
   readonly grants?: Grants;
+  /**
+   * A bearer token that did not verify, and why: refused by whatever the
+   * request asks for, with a challenge naming the scope it needs.
+   */
+  readonly rejected?: string;
 }
 
 export const ANONYMOUS: Caller = Object.freeze({ groups: Object.freeze([]) as readonly string[], via: 'anonymous' as const });

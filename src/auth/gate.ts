@@ -41,7 +41,7 @@ export interface RepositoryTarget {
 }
 
 const BASIC = /^Basic ([A-Za-z0-9+/]{1,2048}={0,2})$/i;
-const BEARER = /^Bearer ([A-Za-z0-9._~+/-]{1,16384}=*)$/i;
+const BEARER = /^Bearer +(.*)$/i;
 
 export interface GateOptions {
   log: Logger;
@@ -145,7 +145,8 @@ export class Gate {
       } catch (err) {
         if (!(err instanceof TokenRejected)) throw err;
         this.options.log.warn({ client: origin.client, reason: err.message }, 'bearer token refused');
-        throw this.unauthorized(origin, `invalid token: ${err.message}`, undefined, 'invalid_token');
+        // Refused where the request is authorized, so the challenge can name the scope it needs.
+        return { groups: [], via: 'bearer', grants: new Map(), rejected: err.message };
       }
     }
     const basic = BASIC.exec(authorization);
@@ -186,6 +187,7 @@ export class Gate {
 
   /** The registry base (`/v2/`): any authenticated caller; anonymous ones are challenged. */
   authorizeBase(caller: Caller, origin: ClientOrigin): void {
+    if (caller.rejected !== undefined) throw this.unauthorized(origin, `invalid token: ${caller.rejected}`, undefined, 'invalid_token');
     if (caller.via === 'anonymous') throw this.unauthorized(origin, 'authentication required');
   }
 
@@ -193,6 +195,7 @@ export class Gate {
   authorize(caller: Caller, target: RepositoryTarget, action: Action, origin: ClientOrigin): void {
     // The scope clients should ask for: the name they use, unless `ns` made it ambiguous.
     const scope = { type: 'repository', name: target.ns ? target.stored : target.url, action };
+    if (caller.rejected !== undefined) throw this.unauthorized(origin, `invalid token: ${caller.rejected}`, scope, 'invalid_token');
     if (caller.grants !== undefined) {
       const ok = granted(caller.grants, 'repository', target.stored, action) || (!target.ns && granted(caller.grants, 'repository', target.url, action));
       if (!ok) throw this.unauthorized(origin, 'authentication required: the token does not grant this', scope, 'insufficient_scope');
@@ -207,6 +210,7 @@ export class Gate {
   /** The catalog: callers who can see something. Throws for anonymous ones when anonymous callers may pull nothing. */
   authorizeCatalog(caller: Caller, origin: ClientOrigin): void {
     const scope = { type: 'registry', name: 'catalog', action: '*' };
+    if (caller.rejected !== undefined) throw this.unauthorized(origin, `invalid token: ${caller.rejected}`, scope, 'invalid_token');
     if (caller.grants !== undefined && !granted(caller.grants, 'registry', 'catalog', '*')) {
       throw this.unauthorized(origin, 'authentication required: the token does not grant the catalog', scope, 'insufficient_scope');
     }

@@ -67,7 +67,8 @@ export class AccessRules {
 
   /** Whether `caller` (its groups from the file and its token) may do `action` on repository `name`. */
   allows(caller: Caller, name: string, action: Action): boolean {
-    if (this.rules === undefined) return caller.user !== undefined && action === 'pull';
+    // No rules: whoever authenticated may pull (a token need not name a subject).
+    if (this.rules === undefined) return caller.via !== 'anonymous' && action === 'pull';
     for (const rule of this.rules) {
       if (!rule.repositories.some((p) => p.test(name))) continue;
       if (!this.covers(rule, caller)) continue;

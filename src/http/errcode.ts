@@ -36,6 +36,7 @@ export const ERROR_CODES: Readonly<Record<OciErrorCode, ErrorCodeInfo>> = {
   UNAVAILABLE: { status: 503, description: 'the upstream registry is unavailable and the content is not cached' },
   UPSTREAM_ERROR: { status: 502, description: 'the upstream registry answered with an error' },
   NOT_ACCEPTABLE: { status: 406, description: 'no representation the client accepts' },
+  HEADERS_TOO_LARGE: { status: 431, description: 'the request has more header lines than allowed' },
   UNKNOWN: { status: 500, description: 'unknown error' },
 };
 
@@ -70,6 +71,8 @@ export function writeError(req: IncomingMessage, res: ServerResponse, error: Reg
   };
   if (error.retryAfter !== undefined) out['Retry-After'] = error.retryAfter;
   if (error.challenge !== undefined) out['WWW-Authenticate'] = error.challenge;
+  // A body the client is still sending would be read to the end to keep the connection: close it instead.
+  if (!req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)) out.Connection = 'close';
   if (status === 416 && typeof error.detail === 'object' && error.detail !== null && 'size' in error.detail) {
     out['Content-Range'] = `bytes */${String((error.detail as { size: unknown }).size)}`;
   }

@@ -100,18 +100,27 @@ const idPrefix = randomBytes(4).toString('hex');
 let idCounter = 0;
 const nextRequestId = (): string => `${idPrefix}-${(idCounter++).toString(36)}`;
 
+/** What is refused at the edge: an unverified client certificate, a client over its rate, too many header lines. */
+function edgeRefusal(req: IncomingMessage, ctx: RequestContext, limiter: RequestRateLimiter | undefined, maxHeaders: number): RegistryError | undefined {
+  const unverified = unverifiedClientCertificate(req.socket);
+  if (unverified !== undefined) return new RegistryError('DENIED', `client certificate not verified: ${unverified}`);
+  const refused = limiter?.refuse(ctx.origin.client);
+  if (refused !== undefined) return refused;
+  // Node keeps at most maxHeadersCount (set one above the limit) and drops the rest silently.
+  if (req.rawHeaders.length > maxHeaders * 2) {
+    return new RegistryError('HEADERS_TOO_LARGE', `more than ${maxHeaders} header lines`, { detail: { limit: maxHeaders } });
+  }
+  return undefined;
+}
+
 export function createRequestHandler(options: ServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { routing, log, accessLog, gate } = options;
   const prefix = options.prefix ?? '';
   const proxies = new TrustedProxies(options.trustedProxies ?? []);
   const encrypted = options.tls !== undefined;
   const limiter = options.requestRate !== undefined && options.requestRate.rate > 0 ? new RequestRateLimiter(options.requestRate) : undefined;
+  const maxHeaders = (options.limits ?? DEFAULT_HEADER_LIMITS).headers;
   return (req, res) => {
-    const unverified = unverifiedClientCertificate(req.socket);
-    if (unverified !== undefined) {
-      writeError(req, res, new RegistryError('DENIED', `client certificate not verified: ${unverified}`), { Connection: 'close' });
-      return;
-    }
     const started = process.hrtime.bigint();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -130,9 +139,6 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
       log,
       fields: {},
     };
-    // Before anything else is spent on the request.
-    const refusal = limiter?.refuse(ctx.origin.client);
-    if (refusal !== undefined) return writeError(req, res, refusal);
     res.setHeader(API_VERSION_HEADER, API_VERSION);
     const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) ?? nextRequestId();
     res.setHeader('X-Request-Id', requestId);
@@ -157,6 +163,10 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
       });
     }
 
+    // Refusals that cost nothing: before any routing, authentication or storage.
+    const refusal = edgeRefusal(req, ctx, limiter, maxHeaders);
+    if (refusal !== undefined) return writeError(req, res, refusal);
+
     dispatch(ctx).catch((err: unknown) => {
       const { error, internal } = toRegistryError(err);
       if (res.headersSent) {
@@ -173,7 +183,13 @@ export function createServer(options: ServerOptions): Server {
   const handler = createRequestHandler(options);
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const limits = options.limits ?? DEFAULT_HEADER_LIMITS;
-  const serverOptions = { maxHeaderSize: limits.headerBytes, requestTimeout: timeouts.requestMs, headersTimeout: timeouts.headersMs };
+  const serverOptions = {
+    maxHeaderSize: limits.headerBytes,
+    requestTimeout: timeouts.requestMs,
+    headersTimeout: timeouts.headersMs,
+    // Node enforces both timeouts only when it checks, every 30 s by default: check often enough that they mean what they say.
+    connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(timeouts.headersMs / 4))),
+  };
   let server: Server;
   if (options.tls) {
     // A TLS handshake is bounded like a client's headers.
@@ -181,7 +197,8 @@ export function createServer(options: ServerOptions): Server {
     refusePlainHttp(https, timeouts.headersMs);
     server = https;
   } else server = createHttpServer(serverOptions, handler);
-  server.maxHeadersCount = limits.headers;
+  // One more than the limit, so the handler sees that there were too many (Node drops the rest).
+  server.maxHeadersCount = limits.headers + 1;
   server.keepAliveTimeout = timeouts.keepAliveMs;
   // headersTimeout bounds a slow client's headers (slowloris); requestTimeout
   // the whole request it sends, never the response: large layers take as long

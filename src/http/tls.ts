@@ -3,7 +3,7 @@
  * client-certificate check for verify-client-cert-if-given, a plain answer to
  * plain HTTP on the TLS port, and certificate reloads that drop nothing.
  */
-import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { Server } from 'node:http';
@@ -215,8 +215,10 @@ export class CertificateReloader {
   #queue: Promise<boolean> = Promise.resolve(true);
   #settle: NodeJS.Timeout | undefined;
   #closed = false;
-  readonly #onChange = (curr: Stats, prev: Stats): void => {
-    if (curr.mtimeMs === prev.mtimeMs && curr.ino === prev.ino && curr.size === prev.size) return;
+  // libuv calls this only when a stat field changed (or the file came or went);
+  // a rewrite of the same size on the same inode within one tick of the
+  // filesystem clock is invisible to any stat poll: SIGHUP is for that.
+  readonly #onChange = (): void => {
     clearTimeout(this.#settle);
     this.#settle = setTimeout(() => void this.#enqueue('file change', true), this.#settleMs);
     this.#settle.unref();

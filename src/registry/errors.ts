@@ -31,6 +31,7 @@ export type OciErrorCode =
   | 'NOT_ACCEPTABLE'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
+  | 'HEADERS_TOO_LARGE'
   | 'UNKNOWN';
 
 export interface RegistryErrorOptions {
