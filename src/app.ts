@@ -104,7 +104,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     clients.push(client);
     const ctx = new ProxyContext(
       local,
-      new RemoteRegistry(client),
+      new RemoteRegistry(client, { maxManifestBytes: config.limits.manifestBytes }),
       upstream.namespace,
       metadata,
       fills,
@@ -216,25 +216,34 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
         log.child({ task: 'uploadpurging' }),
       )
     : () => undefined;
-  const server = createServer({
-    routing: built.routing,
-    ...(gate === undefined ? {} : { gate }),
-    log,
-    accessLog: config.log.accesslog,
-    prefix: config.http.prefix,
-    ...(config.http.tls ? { tls: config.http.tls } : {}),
-    trustedProxies: config.http.trustedProxies,
-    timeouts: config.http.timeouts,
-    limits: config.limits,
-    requestRate: { rate: config.limits.requestRate, burst: config.limits.requestBurst },
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.http.port, config.http.host === '' ? undefined : config.http.host, () => {
-      server.off('error', reject);
-      resolve();
+  let server: Server;
+  try {
+    server = createServer({
+      routing: built.routing,
+      ...(gate === undefined ? {} : { gate }),
+      log,
+      accessLog: config.log.accesslog,
+      prefix: config.http.prefix,
+      ...(config.http.tls ? { tls: config.http.tls } : {}),
+      trustedProxies: config.http.trustedProxies,
+      timeouts: config.http.timeouts,
+      limits: config.limits,
+      requestRate: { rate: config.limits.requestRate, burst: config.limits.requestBurst },
     });
-  });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.http.port, config.http.host === '' ? undefined : config.http.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    // Unusable TLS files or a port in use: give back what was started, then fail.
+    stopPurging();
+    await recovery;
+    await built.close();
+    throw err;
+  }
   const certificates = config.http.tls === undefined ? undefined : watchCertificates(server, config.http.tls, log);
   return {
     server,

@@ -20,6 +20,8 @@ Commands:
                                   port 5000. Several upstreams (upstreams:
                                   in config.yml) are reached by containerd's
                                   ?ns=<host> or a /v2/<host>/… path prefix.
+                                  Open to everyone unless auth: is set
+                                  (htpasswd, tokens; access: rules).
   help                            Show this help.
   version                         Print the version.
 
@@ -35,6 +37,10 @@ Environment:
                                       (upstreams.<name>.* only in the file.)
                                       STEVEDORE_ wins over REGISTRY_.
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY   Outbound proxy for upstream requests.
+
+Signals:
+  SIGTERM, SIGINT   Stop accepting, finish responses within http.draintimeout, exit 0.
+  SIGHUP            Reload the TLS certificate and key (also done when they change).
 
 Configuration reference: docs/configuration.md
 `;

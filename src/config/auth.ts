@@ -17,6 +17,14 @@ const ACTIONS: readonly Action[] = ['pull', 'push', 'delete'];
 const PATTERN = /^[a-z0-9._\-/*]+$/;
 const USER = /^(?:group:)?[^\s:]{1,255}$/;
 
+/**
+ * "required" for a key that has no value, unless the validator already
+ * refused the value written there (one message per mistake, not two).
+ */
+function required(log: NoticeLog, path: string, message: string): void {
+  if (!log.notices.some((n) => n.level === 'error' && n.path === path)) log.error(path, message);
+}
+
 export function isAddressOrCidr(entry: string): boolean {
   const slash = entry.indexOf('/');
   if (slash < 0) return isIP(entry) !== 0;
@@ -37,8 +45,8 @@ export function buildAuth(str: Str, num: Num, present: ReadonlySet<string>, log:
   if (present.has('auth.htpasswd')) {
     const realm = str('auth.htpasswd.realm');
     const path = str('auth.htpasswd.path');
-    if (realm === undefined) log.error('auth.htpasswd.realm', 'required when auth.htpasswd is set');
-    if (path === undefined) log.error('auth.htpasswd.path', 'required when auth.htpasswd is set');
+    if (realm === undefined) required(log, 'auth.htpasswd.realm', 'required when auth.htpasswd is set');
+    if (path === undefined) required(log, 'auth.htpasswd.path', 'required when auth.htpasswd is set');
     return { ...general, htpasswd: { realm: realm ?? '', path: path ?? '' } };
   }
   if (present.has('auth.token')) return { ...general, token: buildToken(str, num, present, log) };
@@ -66,16 +74,16 @@ function buildToken(str: Str, num: Num, present: ReadonlySet<string>, log: Notic
   if (issuing) {
     const key = str('auth.token.issue.key');
     const users = str('auth.token.issue.users');
-    if (key === undefined) log.error('auth.token.issue.key', 'required: the PEM private key tokens are signed with (created there if missing)');
-    if (users === undefined) log.error('auth.token.issue.users', 'required: the htpasswd file of the users tokens are issued to');
+    if (key === undefined) required(log, 'auth.token.issue.key', 'required: the PEM private key tokens are signed with (created there if missing)');
+    if (users === undefined) required(log, 'auth.token.issue.users', 'required: the htpasswd file of the users tokens are issued to');
     token.issue = { key: key ?? '', users: users ?? '', expiryMs: num('auth.token.issue.expiry') };
     if (token.issue.expiryMs < 1000) log.error('auth.token.issue.expiry', 'must be at least 1s');
   } else {
     for (const key of ['realm', 'service', 'issuer'] as const) {
-      if (str(`auth.token.${key}`) === undefined) log.error(`auth.token.${key}`, 'required when auth.token is set (unless auth.token.issue makes Stevedore the issuer)');
+      if (str(`auth.token.${key}`) === undefined) required(log, `auth.token.${key}`, 'required when auth.token is set (unless auth.token.issue makes Stevedore the issuer)');
     }
     if (bundle === undefined && jwks === undefined) {
-      log.error('auth.token.rootcertbundle', 'required when auth.token is set: the certificates token signatures are checked with (or auth.token.jwks)');
+      required(log, 'auth.token.rootcertbundle', 'required when auth.token is set: the certificates token signatures are checked with (or auth.token.jwks)');
     }
   }
   if (jwks !== undefined && /^http:\/\//i.test(jwks)) log.warn('auth.token.jwks', 'fetched over plain http: anyone on the path could swap the keys');
@@ -104,9 +112,12 @@ export function buildAccess(value: Value, log: NoticeLog): AccessRule[] {
     const repositories = strings(raw.get('repositories'));
     const who = raw.has('users') ? strings(raw.get('users')) : [];
     const actions = strings(raw.get('actions'));
+    // Spelled as every boolean key of the file may be (true, yes, on, any case).
     const anonymousRaw = raw.get('anonymous');
-    const anonymous = anonymousRaw === 'true';
-    if (anonymousRaw !== undefined && anonymousRaw !== 'true' && anonymousRaw !== 'false') log.error(`${at}.anonymous`, 'expected true or false');
+    const anonymous = typeof anonymousRaw === 'string' && /^(?:true|yes|on)$/i.test(anonymousRaw);
+    if (anonymousRaw !== undefined && !(typeof anonymousRaw === 'string' && /^(?:true|yes|on|false|no|off)$/i.test(anonymousRaw))) {
+      log.error(`${at}.anonymous`, 'expected true or false');
+    }
     if (repositories === undefined || repositories.length === 0) log.error(`${at}.repositories`, 'required: a list of repository patterns');
     for (const pattern of repositories ?? []) {
       if (!PATTERN.test(pattern)) log.error(`${at}.repositories`, `"${pattern}" is not a repository pattern (name characters, "*" within a component, "**" across components)`);

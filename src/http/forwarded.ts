@@ -20,6 +20,15 @@ export interface Origin {
 /** Strips an IPv4-mapped IPv6 prefix, so `::ffff:10.0.0.1` matches `10.0.0.0/8`. */
 const plain = (address: string): string => (address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address);
 
+/**
+ * An X-Forwarded-For hop as an address: some proxies write the port too
+ * (`1.2.3.4:5678`, `[::1]:80`). undefined for anything else.
+ */
+function hopAddress(hop: string): string | undefined {
+  const address = /^\[([0-9a-fA-F:.]+)\](?::\d{1,5})?$/.exec(hop)?.[1] ?? /^([0-9.]+):\d{1,5}$/.exec(hop)?.[1] ?? hop;
+  return isIP(address) === 0 ? undefined : plain(address);
+}
+
 /** A host[:port] as a Host header may carry it: nothing that could break out of a URL. */
 const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253})(?::\d{1,5})?$/;
 
@@ -53,11 +62,15 @@ export class TrustedProxies {
     // X-Forwarded-For: client, proxy1, proxy2 — walk from the right past our own proxies.
     const hops = headerValue(req.headers['x-forwarded-for'])
       .split(',')
-      .map((h) => plain(h.trim()))
-      .filter((h) => isIP(h) !== 0);
+      .map((h) => h.trim())
+      .filter((h) => h !== '');
     let client = peer;
     for (let i = hops.length - 1; i >= 0; i--) {
-      client = hops[i] as string;
+      const hop = hopAddress(hops[i] as string);
+      // A hop we cannot read ends the walk: what is left of it may be what the client wrote,
+      // so the client is taken to be the last proxy we could read (never a claim of the client's).
+      if (hop === undefined) break;
+      client = hop;
       if (!this.trusts(client)) break;
     }
     const proto = headerValue(req.headers['x-forwarded-proto']).split(',')[0]?.trim().toLowerCase();

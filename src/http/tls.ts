@@ -115,8 +115,7 @@ const PLAIN_HTTP_BODY = 'Client sent an HTTP request to an HTTPS server.\n';
 const PLAIN_HTTP_ANSWER =
   'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n' +
   `Content-Length: ${Buffer.byteLength(PLAIN_HTTP_BODY)}\r\nConnection: close\r\n\r\n${PLAIN_HTTP_BODY}`;
-/** The first byte of every TLS connection: a handshake record. */
-const TLS_HANDSHAKE = 0x16;
+/** An HTTP request starts with its method; a TLS connection with a handshake record, 0x16. */
 const isLetter = (byte: number): boolean => (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a);
 
 /**
@@ -146,7 +145,7 @@ export function refusePlainHttp(server: HttpsServer, idleMs: number): void {
         socket.destroy();
         return;
       }
-      if (first[0] !== TLS_HANDSHAKE && isLetter(first[0] as number)) {
+      if (isLetter(first[0] as number)) {
         // Read (and drop) what the client sends until it closes, so the
         // kernel has no unread data to answer our close with a reset.
         socket.end(PLAIN_HTTP_ANSWER);

@@ -80,8 +80,9 @@ function detectMediaType(json: Json, contentType: string | undefined): ManifestM
   throw invalid('cannot determine media type');
 }
 
-export function parseManifest(payload: Uint8Array, contentType?: string): ParsedManifest {
-  if (payload.byteLength > MAX_MANIFEST_SIZE) throw invalid(`larger than ${MAX_MANIFEST_SIZE} bytes`);
+/** `maxBytes`: the largest manifest accepted (limits.manifestbytes for what comes from outside). */
+export function parseManifest(payload: Uint8Array, contentType?: string, maxBytes = MAX_MANIFEST_SIZE): ParsedManifest {
+  if (payload.byteLength > maxBytes) throw invalid(`larger than ${maxBytes} bytes`);
   let json: unknown;
   try {
     json = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'));

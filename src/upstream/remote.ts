@@ -80,8 +80,20 @@ export interface RemoteRepository extends Repository {
   readonly blobs: RemoteBlobService;
 }
 
+export interface RemoteOptions {
+  /** limits.manifestbytes: the largest manifest (or referrers answer) read from the upstream. */
+  maxManifestBytes?: number;
+}
+
 export class RemoteRegistry implements Registry {
-  constructor(readonly transport: UpstreamTransport) {}
+  private readonly maxManifestBytes: number;
+
+  constructor(
+    readonly transport: UpstreamTransport,
+    options: RemoteOptions = {},
+  ) {
+    this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_SIZE;
+  }
 
   get name(): string {
     return this.transport.name;
@@ -92,10 +104,10 @@ export class RemoteRegistry implements Registry {
     const upstream = this.transport.name;
     return {
       name,
-      manifests: new RemoteManifests(upstream, name, ask),
+      manifests: new RemoteManifests(upstream, name, ask, this.maxManifestBytes),
       blobs: new RemoteBlobs(upstream, ask),
       tags: new RemoteTags(upstream, name, ask),
-      referrers: new RemoteReferrers(upstream, ask),
+      referrers: new RemoteReferrers(upstream, ask, this.maxManifestBytes),
     };
   }
 
@@ -170,6 +182,7 @@ class RemoteManifests implements RemoteManifestService {
     private readonly upstream: string,
     private readonly name: RepositoryName,
     private readonly ask: Ask,
+    private readonly maxBytes: number,
   ) {}
 
   private failure(response: UpstreamResponse, reference: Reference): RegistryError {
@@ -198,10 +211,10 @@ class RemoteManifests implements RemoteManifestService {
       discard(response);
       throw this.failure(response, reference);
     }
-    const payload = await readBody(response, MAX_MANIFEST_SIZE, 'manifest', this.upstream);
+    const payload = await readBody(response, this.maxBytes, 'manifest', this.upstream);
     let mediaType: string;
     try {
-      mediaType = parseManifest(payload, response.headers['content-type']?.split(';')[0]?.trim()).mediaType;
+      mediaType = parseManifest(payload, response.headers['content-type']?.split(';')[0]?.trim(), this.maxBytes).mediaType;
     } catch (err) {
       throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.upstream} sent an invalid manifest: ${(err as Error).message}`, { cause: err });
     }
@@ -327,6 +340,7 @@ class RemoteReferrers implements ReferrerService {
   constructor(
     private readonly upstream: string,
     private readonly ask: Ask,
+    private readonly maxBytes: number,
   ) {}
 
   /** The upstream's referrers of `subject`; NOT_FOUND when it has no referrers API (a 404). */
@@ -336,6 +350,6 @@ class RemoteReferrers implements ReferrerService {
       discard(response);
       throw upstreamError(this.upstream, response, () => new RegistryError('NOT_FOUND', `upstream ${this.upstream} has no referrers API`));
     }
-    return { manifests: descriptorsOfIndex(await readJson(response, MAX_MANIFEST_SIZE, 'referrers answer', this.upstream)), filtered: false };
+    return { manifests: descriptorsOfIndex(await readJson(response, this.maxBytes, 'referrers answer', this.upstream)), filtered: false };
   }
 }

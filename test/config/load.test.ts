@@ -31,12 +31,33 @@ function failure(t: Test, yaml: string, env: NodeJS.ProcessEnv = {}): ConfigNoti
 }
 const errorPaths = (notices: ConfigNotice[]) => notices.filter((n) => n.level === 'error').map((n) => n.path);
 
+/** `http` as a file that sets none of it gets it. */
+const HTTP_DEFAULTS = {
+  addr: ':5000',
+  host: '',
+  port: 5000,
+  prefix: '',
+  drainTimeoutMs: 10_000,
+  trustedProxies: [],
+  timeouts: { headersMs: 10_000, requestMs: 60_000, idleMs: 120_000, keepAliveMs: 65_000 },
+};
+const LIMITS_DEFAULTS = {
+  headerBytes: 16 * 1024,
+  headers: 100,
+  manifestBytes: 4 * 1024 * 1024,
+  fills: 64,
+  fillsPerClient: 16,
+  requestRate: 0,
+  requestBurst: 200,
+};
+
 t.test('the embedded default is a Docker Hub mirror under ./data', async (t) => {
   const { config, notices, source } = await loadConfig({ env: {} });
   t.equal(source, EMBEDDED_SOURCE);
   t.same(notices, []);
   t.same(config.log, { level: 'info', formatter: 'json', accesslog: true });
-  t.same(config.http, { addr: ':5000', host: '', port: 5000, prefix: '' });
+  t.same(config.http, HTTP_DEFAULTS);
+  t.same(config.limits, LIMITS_DEFAULTS);
   t.same(config.storage.filesystem, { rootdirectory: './data' });
   t.same(config.metadata, { store: 'memory', namespace: 'stevedore', maxSize: 64 * 1024 * 1024 });
   t.same(config.cache, { manifests: { maxEntries: 10000, maxSize: 64 * 1024 * 1024 }, descriptors: { maxEntries: 100000 } });
@@ -57,6 +78,7 @@ t.test('the embedded default is a Docker Hub mirror under ./data', async (t) => 
     breaker: { maxFails: 3, probeIntervalMs: 10_000 },
   });
   t.equal(config.auth, undefined);
+  t.equal(config.access, undefined);
 });
 
 t.test('the embedded default takes environment overrides', async (t) => {
@@ -140,7 +162,9 @@ t.test('a file config follows Distribution: no proxy section, no upstream', asyn
   const { config, notices } = parse(MINIMAL);
   t.same(notices, []);
   t.equal(config.proxy, undefined);
-  t.same(config.http, { addr: ':5000', host: '', port: 5000, prefix: '' });
+  t.same(config.http, HTTP_DEFAULTS);
+  t.equal(config.http.tls, undefined);
+  t.same(config.limits, LIMITS_DEFAULTS);
   const bare = parse('version: 0.1\nstorage: filesystem\n');
   t.equal(bare.config.storage.filesystem.rootdirectory, '/var/lib/registry', 'string form, Distribution default root');
 });
@@ -169,7 +193,18 @@ http:
   addr: "[::1]:8443"
   host: https://mirror.example.com/
   prefix: /nested/registry/
-  tls: {certificate: /c.pem, key: /k.pem}
+  tls: {certificate: /c.pem, key: /k.pem, clientcas: [/ca1.pem, /ca2.pem], clientauth: VERIFY-CLIENT-CERT-IF-GIVEN, minimumtls: tls1.3}
+  draintimeout: 90s
+  trustedproxies: [10.0.0.0/8, "::1", 192.168.1.7, "fd00::/8"]
+  timeouts: {headers: 5s, request: 2m, idle: 30s, keepalive: 10s}
+limits:
+  headerbytes: 32KiB
+  headers: 50
+  manifestbytes: 8MiB
+  fills: 10
+  fillsperclient: 2
+  requestrate: 100
+  requestburst: 400
 proxy:
   remoteurl: http://registry.internal:5000
   ttl: 0
@@ -189,7 +224,25 @@ defaultplatform: linux/arm64/v8
     port: 8443,
     prefix: '/nested/registry',
     externalUrl: 'https://mirror.example.com',
-    tls: { certificate: '/c.pem', key: '/k.pem' },
+    drainTimeoutMs: 90_000,
+    trustedProxies: ['10.0.0.0/8', '::1', '192.168.1.7', 'fd00::/8'],
+    timeouts: { headersMs: 5000, requestMs: 120_000, idleMs: 30_000, keepAliveMs: 10_000 },
+    tls: {
+      certificate: '/c.pem',
+      key: '/k.pem',
+      clientCas: ['/ca1.pem', '/ca2.pem'],
+      clientAuth: 'verify-client-cert-if-given',
+      minimumTls: 'TLSv1.3',
+    },
+  });
+  t.same(config.limits, {
+    headerBytes: 32 * 1024,
+    headers: 50,
+    manifestBytes: 8 * 1024 * 1024,
+    fills: 10,
+    fillsPerClient: 2,
+    requestRate: 100,
+    requestBurst: 400,
   });
   t.same(config.storage.maintenance, {
     uploadpurging: { enabled: false, ageMs: 3_600_000, intervalMs: 1_800_000, dryrun: true },
@@ -222,12 +275,18 @@ defaultplatform: linux/arm64/v8
   );
 });
 
-t.test('a file that asks for client authentication does not start an open registry', async (t) => {
-  for (const auth of ['{htpasswd: {realm: basic, path: /htpasswd}}', '{token: {realm: r}}', '{silly: {realm: r}}']) {
-    const notices = failure(t, `${MINIMAL}auth: ${auth}\n`);
-    const notice = notices.find((n) => n.level === 'error' && n.path.startsWith('auth.'));
-    t.match(notice?.message, /does not authenticate clients yet/, auth);
-  }
+t.test('auth.htpasswd and auth.token are read; auth.silly is refused rather than ignored', async (t) => {
+  const basic = parse(`${MINIMAL}auth: {htpasswd: {realm: basic, path: /htpasswd}}\n`);
+  t.same(basic.notices, []);
+  t.same(basic.config.auth?.htpasswd, { realm: 'basic', path: '/htpasswd' });
+  const token = parse(`${MINIMAL}auth: {token: {realm: "https://auth.example/token", service: registry, issuer: auth, rootcertbundle: /certs.pem}}\n`);
+  t.same(token.notices, []);
+  t.match(token.config.auth?.token, { realm: 'https://auth.example/token', service: 'registry', issuer: 'auth', rootCertBundle: '/certs.pem' });
+  // A half-written token section is an error, never an open registry.
+  t.ok(errorPaths(failure(t, `${MINIMAL}auth: {token: {realm: "https://auth.example/token"}}\n`)).length > 0);
+  const silly = failure(t, `${MINIMAL}auth: {silly: {realm: r}}\n`);
+  t.same(errorPaths(silly), ['auth.silly']);
+  t.match(silly[0]?.message, /accepted but not yet supported.*cannot be ignored.*use auth\.htpasswd/);
 });
 
 t.test('unknown keys are reported with their path', async (t) => {
@@ -252,13 +311,13 @@ compatibility: {schema1: {enabled: true}}
 middleware: {registry: [{name: x}]}
 reporting: {bugsnag: {apikey: k}}
 log: {hooks: [{type: mail}]}
-http: {secret: s3cr3t, debug: {addr: :5001}, http2: {disabled: true}, relativeurls: true, draintimeout: 60s}
+http: {secret: s3cr3t, debug: {addr: :5001}, http2: {disabled: true}, relativeurls: true}
 `);
   t.same(
     notices.map((n) => n.path),
     [
       'notifications', 'redis', 'validation', 'compatibility', 'middleware', 'reporting', 'log.hooks',
-      'http.secret', 'http.debug', 'http.http2', 'http.relativeurls', 'http.draintimeout',
+      'http.secret', 'http.debug', 'http.http2', 'http.relativeurls',
     ],
   );
   for (const n of notices) t.equal(n.level, 'warn', n.path);
@@ -307,7 +366,6 @@ auth: {htpasswd: {realm: r}}
   t.same(
     errors.map((n) => n.path).sort(),
     [
-      'auth.htpasswd',
       'auth.htpasswd.path',
       'cache.descriptors.maxentries',
       'cache.manifests.maxentries',
@@ -348,7 +406,7 @@ t.test('more rules', async (t) => {
   t.same(errorPaths(failure(t, `${MINIMAL}proxy: {remoteurl: "https://u:pw@r.example"}\n`)), ['proxy.remoteurl']);
   t.same(errorPaths(failure(t, `${MINIMAL}metadata: {store: redis, url: "postgres://db"}\n`)), ['metadata.url']);
   t.same(errorPaths(failure(t, `${MINIMAL}metadata: {store: postgres}\n`)), ['metadata.url']);
-  t.same(errorPaths(failure(t, `${MINIMAL}auth: {htpasswd: {realm: r, path: p}, silly: {}}\n`)), ['auth.htpasswd', 'auth.silly', 'auth']);
+  t.same(errorPaths(failure(t, `${MINIMAL}auth: {htpasswd: {realm: r, path: p}, silly: {}}\n`)), ['auth.silly', 'auth']);
   t.same(errorPaths(failure(t, `${MINIMAL}proxy: [1]\n`)), ['proxy']);
   t.same(errorPaths(failure(t, '- a list\n')), ['', 'storage', 'version']);
   t.same(errorPaths(failure(t, 'version: 0.1\nversion: 0.1\n')), ['']);
