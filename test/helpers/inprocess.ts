@@ -13,6 +13,15 @@ export interface InProcess {
   url: string
   host: string
   root: string
+  /** The log lines so far, when started with `capture` (else empty). */
+  logRecords(): Record<string, unknown>[]
+  /** The raw log text so far, when started with `capture`. */
+  logs(): string
+}
+
+export interface CaptureOptions {
+  /** Keep the log in memory at this level (e.g. 'debug'), for tests that read it. */
+  capture?: string
 }
 
 export async function startInProcess(
@@ -20,6 +29,7 @@ export async function startInProcess(
   root: string,
   config: Record<string, unknown>,
   options: AppOptions = {},
+  capture: CaptureOptions = {},
 ): Promise<InProcess> {
   const yaml = stringify({
     version: '0.1',
@@ -29,8 +39,20 @@ export async function startInProcess(
     ...config,
   })
   const { config: parsed } = parseConfig(yaml, {}, 'test')
-  const app = await startApp(parsed, pino({ level: process.env.STEVEDORE_TEST_LOG ?? 'silent' }), options)
+  const lines: string[] = []
+  const logger =
+    capture.capture === undefined
+      ? pino({ level: process.env.STEVEDORE_TEST_LOG ?? 'silent' })
+      : pino({ level: capture.capture }, { write: (line: string) => void lines.push(line) })
+  const app = await startApp(parsed, logger, options)
   t.teardown(() => app.close())
   const host = `127.0.0.1:${app.address.port}`
-  return { app, url: `http://${host}`, host, root }
+  return {
+    app,
+    url: `http://${host}`,
+    host,
+    root,
+    logs: () => lines.join(''),
+    logRecords: () => lines.map(line => JSON.parse(line) as Record<string, unknown>),
+  }
 }

@@ -15,7 +15,7 @@ import { startDistribution } from '../helpers/distribution.js'
 import { writeOciImage, type ImageDescription } from '../helpers/images.js'
 import { podmanSandbox } from '../helpers/podman.js'
 import { pullToLayout, pushLayout } from '../helpers/skopeo.js'
-import { startStevedore, type StevedoreProc } from '../helpers/stevedore.js'
+import { startInProcess } from '../helpers/inprocess.js'
 
 const run = promisify(execFile)
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
@@ -43,7 +43,7 @@ async function ask(url: string, headers: Record<string, string> = {}, method = '
   return { status: res.status, ...(code === undefined ? {} : { code }), body, headers: res.headers }
 }
 
-const bcryptRuns = (stevedore: StevedoreProc) => stevedore.logRecords().filter(r => r.msg === 'password checked with bcrypt').length
+const bcryptRuns = (stevedore: { logRecords(): Record<string, unknown>[] }) => stevedore.logRecords().filter(r => r.msg === 'password checked with bcrypt').length
 
 t.test('htpasswd: who may pull what', async t => {
   const dir = t.testdir()
@@ -60,9 +60,10 @@ t.test('htpasswd: who may pull what', async t => {
   await writeFile(htpasswd, (await htpasswdLine('alice', 'alice-pw')) + (await htpasswdLine('carol', 'carol-pw')) + (await htpasswdLine('admin', 'admin-pw')))
   const groups = join(dir, 'groups.yml')
   await writeFile(groups, 'ci: [carol]\n')
-  const stevedore = await startStevedore(t, {
-    config: {
-      log: { level: 'debug' },
+  const stevedore = await startInProcess(
+    t,
+    join(dir, 'cache'),
+    {
       proxy: { remoteurl: upstream.url },
       http: { trustedproxies: ['127.0.0.1'] },
       auth: { htpasswd: { realm: 'Stevedore test', path: htpasswd }, groups, lockout: { attempts: 20, window: '10m' } },
@@ -72,7 +73,9 @@ t.test('htpasswd: who may pull what', async t => {
         { repositories: ['**'], users: ['admin'], actions: ['pull'] },
       ],
     },
-  })
+    {},
+    { capture: 'debug' },
+  )
   const v2 = `${stevedore.url}/v2`
 
   t.test('no credentials: 401 with a Basic challenge and no content', async t => {
@@ -195,8 +198,10 @@ t.test('podman login and containerd hosts.toml credentials pull through an htpas
   await pushLayout(join(dir, 'image'), '1.0', `${upstream.host}/library/hello:1.0`)
   const htpasswd = join(dir, 'htpasswd')
   await writeFile(htpasswd, await htpasswdLine('ci', 'ci-pw'))
-  const stevedore = await startStevedore(t, {
-    config: { proxy: { remoteurl: upstream.url }, routing: { unknownns: 'default' }, auth: { htpasswd: { realm: 'mirror', path: htpasswd } } },
+  const stevedore = await startInProcess(t, join(dir, 'cache'), {
+    proxy: { remoteurl: upstream.url },
+    routing: { unknownns: 'default' },
+    auth: { htpasswd: { realm: 'mirror', path: htpasswd } },
   })
 
   t.test('podman', async t => {
