@@ -238,7 +238,8 @@ export class Gate {
           actions = wanted.filter((a): a is Action => (a === 'pull' || a === 'push' || a === 'delete') && this.rules.allows(caller, stored, a));
         }
       } else if (scope.type === 'registry' && scope.name === 'catalog') {
-        if (caller.user !== undefined || this.rules.anonymousPull) actions = ['*'];
+        // What was asked for (Docker asks `*`): the catalog itself lists only what the caller may pull.
+        if (caller.user !== undefined || this.rules.anonymousPull) actions = scope.actions;
       }
       if (actions.length > 0) access.push({ type: scope.type, name: scope.name, actions });
     }

@@ -49,7 +49,8 @@ export class Htpasswd {
 
   constructor(path: string, private readonly options: HtpasswdOptions) {
     this.file = new WatchedFile(path, (text) => this.parsed(parseHtpasswd(text)), options.log, 'htpasswd file', 1000, options.now);
-    this.verified = new LRUCache({ max: 10_000, ttl: Math.max(1, options.cacheMs), ...(options.now ? { perf: { now: options.now } } : {}) });
+    // An injected clock (tests) is read on every check: lru-cache otherwise reuses a reading for 1 ms of real time.
+    this.verified = new LRUCache({ max: 10_000, ttl: Math.max(1, options.cacheMs), ...(options.now ? { perf: { now: options.now }, ttlResolution: 0 } : {}) });
   }
 
   private parsed(users: Users): Users {

@@ -26,7 +26,8 @@ export type Groups = ReadonlyMap<string, ReadonlySet<string>>;
 
 /** A groups file: `{ci: [bob, carol], admins: [alice]}`. */
 export function parseGroups(text: string): Groups {
-  const doc = parse(text) as unknown;
+  // Every scalar a string, as in config.yml: a user named 1234 stays "1234".
+  const doc = parse(text, { schema: 'failsafe' }) as unknown;
   const groups = new Map<string, Set<string>>();
   if (doc === null || doc === undefined) return groups;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error('expected a mapping of group names to lists of users');
