@@ -1,13 +1,17 @@
-/** The CLI: argv and env to config to a running server. The only place that exits the process. */
+/** The CLI: argv and env to config to a running server or a one-shot command. The only place that exits the process. */
 import { createRequire } from 'node:module';
-import { configPathFromEnv, loadConfig } from '../config/index.js';
+import { configPathFromEnv, loadConfig, type LoadedConfig } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
 import { shutdownDeadlineMs, startApp } from '../app.js';
-import { parseArgs, USAGE } from './args.js';
+import { COMMAND_HELP, parseArgs, USAGE } from './args.js';
+import { gcCommand } from './gc.js';
+import { exportCommand, importCommand, prefetchCommand } from './transfer.js';
+import type { Logger } from 'pino';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
-async function serve(argPath: string | undefined): Promise<void> {
+/** The configuration every command runs on, as serve reads it; a broken one exits 2. */
+async function configure(argPath: string | undefined, logTo: NodeJS.WritableStream = process.stdout): Promise<{ loaded: LoadedConfig; log: Logger }> {
   // Distribution's REGISTRY_CONFIGURATION_PATH (or STEVEDORE_…) names the file when no argument does.
   const configPath = argPath ?? configPathFromEnv(process.env);
   let loaded;
@@ -21,8 +25,15 @@ async function serve(argPath: string | undefined): Promise<void> {
     process.exit(2);
   }
   const { config } = loaded;
-  const log = createLogger({ level: config.log.level, formatter: config.log.formatter });
+  // serve logs to stdout; one-shot commands to stderr, so their own output (gc's lines, progress) stays clean on stdout.
+  const log = createLogger({ level: config.log.level, formatter: config.log.formatter, destination: logTo });
   for (const notice of loaded.notices) log.warn({ key: notice.path }, notice.message);
+  return { loaded, log };
+}
+
+async function serve(argPath: string | undefined): Promise<void> {
+  const { loaded, log } = await configure(argPath);
+  const { config } = loaded;
 
   const app = await startApp(config, log);
   log.info(
@@ -72,10 +83,15 @@ async function serve(argPath: string | undefined): Promise<void> {
   process.on('SIGHUP', () => void app.reloadTls('SIGHUP'));
 }
 
+const fail = (err: unknown): never => {
+  process.stderr.write(`stevedore: ${(err as Error).message}\n`);
+  process.exit(1);
+};
+
 const command = parseArgs(process.argv.slice(2));
 switch (command.kind) {
   case 'help':
-    process.stdout.write(USAGE);
+    process.stdout.write(command.topic === undefined ? USAGE : COMMAND_HELP[command.topic]);
     break;
   case 'version':
     process.stdout.write(`stevedore ${version}\n`);
@@ -85,8 +101,18 @@ switch (command.kind) {
     process.exit(64);
     break;
   case 'serve':
-    await serve(command.configPath).catch((err: unknown) => {
-      process.stderr.write(`stevedore: ${(err as Error).message}\n`);
-      process.exit(1);
-    });
+    await serve(command.configPath).catch(fail);
+    break;
+  case 'gc':
+  case 'prefetch':
+  case 'export':
+  case 'import': {
+    const { loaded, log } = await configure(command.configPath, process.stderr);
+    const run = { gc: gcCommand, prefetch: prefetchCommand, export: exportCommand, import: importCommand }[command.kind] as (
+      c: typeof command,
+      config: LoadedConfig['config'],
+      log: Logger,
+    ) => Promise<number>;
+    process.exit(await run(command, loaded.config, log).catch(fail));
+  }
 }

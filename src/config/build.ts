@@ -61,8 +61,10 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
           dryrun: bool('storage.maintenance.uploadpurging.dryrun'),
         },
         readonly: bool('storage.maintenance.readonly.enabled'),
+        gc: { graceMs: num('storage.maintenance.gc.grace') },
       },
     },
+    offline: bool('proxy.offline'),
     metadata: { ...buildMetadata(str, log), maxSize: num('metadata.maxsize') },
     defaultPlatform: buildPlatform(str('defaultplatform') ?? 'linux/amd64', log),
     upstreams: [],
@@ -93,6 +95,8 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     log.error('routing.unknownns', '"default" needs a default upstream (proxy.remoteurl)');
   }
 
+  const quota = buildQuota(get, str, present, log);
+  if (quota !== undefined) config.storage.quota = quota;
   const auth = buildAuth(str, num, present, log);
   if (auth !== undefined) config.auth = auth;
   const access = get('access');
@@ -105,6 +109,26 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
 
 type Str = (path: string) => string | undefined;
 type Num = (path: string) => number;
+
+/** `storage.quota`: maxsize required; lowwater a percentage of it (default 90%); pin patterns. */
+function buildQuota(get: Get, str: Str, present: ReadonlySet<string>, log: NoticeLog): StevedoreConfig['storage']['quota'] {
+  if (!present.has('storage.quota')) return undefined;
+  const maxSize = get('storage.quota.maxsize');
+  if (typeof maxSize !== 'number') {
+    log.error('storage.quota.maxsize', 'required when storage.quota is set: the blob bytes the cache may hold (e.g. 200GiB)');
+    return undefined;
+  }
+  const lowwater = str('storage.quota.lowwater') ?? '90%';
+  const match = /^(\d{1,3}(?:\.\d+)?)%$/.exec(lowwater);
+  const percent = match === null ? NaN : Number(match[1]);
+  if (!(percent > 0 && percent <= 100)) log.error('storage.quota.lowwater', `expected a percentage above 0% and at most 100% (e.g. 90%), got "${lowwater}"`);
+  const pins = get('storage.quota.pin');
+  const pin = Array.isArray(pins) ? pins.filter((x): x is string => typeof x === 'string') : [];
+  for (const pattern of pin) {
+    if (!/^[a-z0-9._\-/*]+(?::[A-Za-z0-9_.*-]+)?$/.test(pattern)) log.error('storage.quota.pin', `"${pattern}" is not a repository pattern or repository:tag pattern`);
+  }
+  return { maxSize, lowWater: Math.floor(maxSize * ((Number.isFinite(percent) ? percent : 90) / 100)), pin };
+}
 
 function buildHttp(str: Str, num: Num, get: Get, present: ReadonlySet<string>, log: NoticeLog): StevedoreConfig['http'] {
   const addr = str('http.addr') ?? ':5000';

@@ -94,6 +94,12 @@ export const SCHEMA: readonly SchemaEntry[] = [
   supported('storage.maintenance.uploadpurging.dryrun', 'bool', { default: 'false' }),
   supported('storage.maintenance.readonly', 'section'),
   supported('storage.maintenance.readonly.enabled', 'bool', { default: 'false' }),
+  extension('storage.maintenance.gc', 'section'),
+  extension('storage.maintenance.gc.grace', 'duration', { default: '1h' }),
+  extension('storage.quota', 'section'),
+  extension('storage.quota.maxsize', 'size', { min: 1024 }),
+  extension('storage.quota.lowwater', 'string', { default: '90%' }),
+  extension('storage.quota.pin', 'strings'),
 
   supported('http', 'section'),
   supported('http.addr', 'string', { default: ':5000' }),
@@ -169,6 +175,7 @@ export const SCHEMA: readonly SchemaEntry[] = [
     note: 'ignoring it would serve other repositories than the ones asked for',
   }),
   extension('proxy.tagttl', 'ttls', { default: '5m' }),
+  extension('proxy.offline', 'bool', { default: 'false' }),
   extension('proxy.hosts', 'strings'),
   extension('proxy.allow', 'strings'),
   extension('proxy.deny', 'strings'),
@@ -254,7 +261,7 @@ export function schemaPath(path: string): string {
 export const schemaEntry = (path: string): SchemaEntry | undefined => SCHEMA_BY_PATH.get(schemaPath(path));
 
 /** Keys of `storage` that configure storage in general rather than name a driver (Distribution's list). */
-export const STORAGE_NON_DRIVERS: ReadonlySet<string> = new Set(['delete', 'cache', 'maintenance', 'redirect', 'tag']);
+export const STORAGE_NON_DRIVERS: ReadonlySet<string> = new Set(['delete', 'cache', 'maintenance', 'redirect', 'tag', 'quota']);
 
 /** The environment-variable spelling of a path: 'storage.filesystem.rootdirectory' → 'STORAGE_FILESYSTEM_ROOTDIRECTORY'. */
 export const envKey = (path: string): string => path.toUpperCase().replaceAll('.', '_');

@@ -115,7 +115,11 @@ export interface StevedoreConfig {
       uploadpurging: { enabled: boolean; ageMs: number; intervalMs: number; dryrun: boolean };
       /** storage.maintenance.readonly.enabled */
       readonly: boolean;
+      /** Extension storage.maintenance.gc.grace: blobs and uploads younger than this are never swept; default 1h. */
+      gc: { graceMs: number };
     };
+    /** Extension storage.quota: a bounded cache; absent: unbounded. */
+    quota?: QuotaConfig;
   };
   /** Present only when proxy.remoteurl is set (or in the embedded default): the upstream named 'default'. */
   proxy?: UpstreamConfig;
@@ -141,6 +145,17 @@ export interface StevedoreConfig {
   access?: AccessRule[];
   /** Extension `limits:`. */
   limits: LimitsConfig;
+  /** Extension proxy.offline: never contact an upstream; serve only what is stored. */
+  offline: boolean;
+}
+
+export interface QuotaConfig {
+  /** Blob bytes on disk (Stevedore's own count) past which content is evicted. */
+  maxSize: number;
+  /** Evict down to this many bytes once maxSize is passed (lowwater × maxSize). */
+  lowWater: number;
+  /** Tag (`repo:tag*`) and repository (`team/**`) patterns never evicted. */
+  pin: string[];
 }
 
 export interface TlsConfig {

@@ -153,6 +153,7 @@ proxy:
     maintenance: {
       uploadpurging: { enabled: true, ageMs: 168 * 3_600_000, intervalMs: 24 * 3_600_000, dryrun: false },
       readonly: false,
+      gc: { graceMs: 3_600_000 },
     },
   });
   t.same(config.log, { level: 'info', formatter: 'json', accesslog: true });
@@ -247,6 +248,7 @@ defaultplatform: linux/arm64/v8
   t.same(config.storage.maintenance, {
     uploadpurging: { enabled: false, ageMs: 3_600_000, intervalMs: 1_800_000, dryrun: true },
     readonly: true,
+    gc: { graceMs: 3_600_000 },
   });
   t.equal(config.storage.delete.enabled, true);
   t.same(config.proxy, {
