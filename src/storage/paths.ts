@@ -21,6 +21,7 @@
  * Beside the layout, outside what Distribution reads:
  *
  *   <root>/stevedore/v1/fills/<upload id>              a fill under way: its repository name
+ *   <root>/stevedore/v1/leases/<name>                  who holds a lease (sweep), until when
  *
  * so a restart finds interrupted fills without walking the repositories.
  * A link file holds the digest string (`sha256:…`), no newline.
@@ -56,7 +57,8 @@ export type PathSpec =
   | { kind: 'uploadStartedAt'; name: RepositoryName; id: string }
   | { kind: 'uploadDir'; name: RepositoryName; id: string }
   | { kind: 'fillsJournal' }
-  | { kind: 'fillJournalEntry'; id: string };
+  | { kind: 'fillJournalEntry'; id: string }
+  | { kind: 'lease'; name: string };
 
 const digestPath = (d: Digest): string => `${d.algorithm}/${d.hex}`;
 const UPLOAD_ID = /^[A-Za-z0-9-]{1,64}$/;
@@ -112,5 +114,7 @@ export function pathFor(spec: PathSpec): string {
       return `${STEVEDORE_PREFIX}/fills`;
     case 'fillJournalEntry':
       return `${STEVEDORE_PREFIX}/fills/${uploadId(spec.id)}`;
+    case 'lease':
+      return `${STEVEDORE_PREFIX}/leases/${uploadId(spec.name)}`;
   }
 }

@@ -42,6 +42,7 @@ const table: [PathSpec, string][] = [
   [{ kind: 'uploadStartedAt', name, id }, `${repo}/_uploads/${id}/startedat`],
   [{ kind: 'fillsJournal' }, '/stevedore/v1/fills'],
   [{ kind: 'fillJournalEntry', id }, `/stevedore/v1/fills/${id}`],
+  [{ kind: 'lease', name: 'sweep' }, '/stevedore/v1/leases/sweep'],
 ];
 
 t.test('every path kind matches Distribution', async (t) => {
