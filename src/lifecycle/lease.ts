@@ -51,6 +51,7 @@ export class LeaseHeld extends Error {
     readonly expires: number,
   ) {
     super(`the ${lease} lease is held by ${holder} (${purpose}) until ${new Date(expires).toISOString()}`);
+    this.name = 'LeaseHeld';
   }
 }
 
