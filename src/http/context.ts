@@ -9,6 +9,15 @@ import type { Action } from '../config/types.js';
 import type { Caller } from '../auth/caller.js';
 import type { Gate } from '../auth/gate.js';
 
+/** What a handler may add to the access line: names and digests, never headers or credentials. */
+export interface AccessFields {
+  repository?: string;
+  digest?: string;
+  upstream?: string;
+  ns?: string;
+  user?: string;
+}
+
 export interface RequestContext {
   req: IncomingMessage;
   res: ServerResponse;
@@ -23,8 +32,8 @@ export interface RequestContext {
   /** Who the request is from, once authenticated (anonymous until then). */
   caller: Caller;
   log: Logger;
-  /** Extra fields for the access log line (repository, digest, cache outcome). */
-  fields: Record<string, unknown>;
+  /** Extra fields for the access log line; typed, because that line is written without redaction. */
+  fields: AccessFields;
   /** Body bytes of a streamed response (a blob) that reached the socket, for the access log. */
   streamed?: { bytes: number };
 }
