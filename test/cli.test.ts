@@ -58,6 +58,8 @@ t.test('the embedded default: a Docker Hub mirror keeping ./data', async t => {
   t.equal(record.upstream, 'https://registry-1.docker.io')
   t.equal(record.storage, './data')
   t.equal(record.config, '(embedded default)')
+  t.match(listening, /"auth":"none"/, 'no authentication in the embedded default')
+  t.match(proc.stdout(), /no auth section: anyone who can reach this port may pull/, 'and the log says the registry is open')
   const base = await fetch(`http://127.0.0.1:${port}/v2/`)
   t.equal(base.headers.get('docker-distribution-api-version'), 'registry/2.0')
   const catalog = await fetch(`http://127.0.0.1:${port}/v2/_catalog`)
