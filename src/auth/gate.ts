@@ -116,7 +116,8 @@ export class Gate {
   }
 
   challenge(origin: ClientOrigin, scope?: string, error?: 'invalid_token' | 'insufficient_scope'): string {
-    if (this.kind === 'basic') return `Basic realm=${quote(this.realm(origin))}, charset="UTF-8"`;
+    // As Distribution writes it (`Basic realm=%q`).
+    if (this.kind === 'basic') return `Basic realm=${quote(this.realm(origin))}`;
     let value = `Bearer realm=${quote(this.realm(origin))},service=${quote(this.config.token?.service ?? '')}`;
     if (scope !== undefined) value += `,scope=${quote(scope)}`;
     if (error !== undefined) value += `,error=${quote(error)}`;
