@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// pretest: the integration tests drive real Distribution, skopeo, containerd
-// and podman processes; fail early with the fix instead of halfway through
+// pretest: the integration tests drive real Distribution, skopeo, containerd,
+// podman and dockerd processes; fail early with the fix instead of halfway through
 // with ENOENT.
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
@@ -12,6 +12,7 @@ const tools = [
   { command: 'containerd', pkg: 'containerd' },
   { command: 'ctr', pkg: 'containerd' },
   { command: 'podman', pkg: 'podman' },
+  { command: 'dockerd', pkg: 'docker.io' },
   { command: 'unshare', pkg: 'util-linux' },
 ]
 

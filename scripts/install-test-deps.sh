@@ -2,12 +2,13 @@
 # Installs the Debian packages the integration tests drive as real servers and
 # clients (containerd and podman for test/integration/real-clients.test.ts,
 # which runs its own containerd in a temp dir and uses none of the services a
-# package may start). Idempotent: installs only what is missing, and runs
+# package may start; docker.io's dockerd for docker-client.test.ts, likewise
+# run privately). Idempotent: installs only what is missing, and runs
 # `apt-get update` only when something is.
 set -euo pipefail
 
 # package -> a command it provides (empty: check with dpkg only)
-packages=(docker-registry skopeo apache2-utils openssl containerd podman)
+packages=(docker-registry skopeo apache2-utils openssl containerd podman docker.io)
 declare -A provides=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
@@ -15,6 +16,7 @@ declare -A provides=(
   [openssl]=openssl
   [containerd]=containerd
   [podman]=podman
+  [docker.io]=dockerd
 )
 
 is_installed() {
