@@ -22,6 +22,8 @@ import { UpstreamClient } from './upstream/client.js';
 import { RemoteRegistry } from './upstream/remote.js';
 import { openMetadataBackend } from './metadata/backend.js';
 import { ExpirySweeper } from './lifecycle/expiry.js';
+import { QuotaKeeper, type QuotaOptions } from './lifecycle/quota.js';
+import { AccessIndex } from './metadata/access.js';
 import { recoverInterrupted, schedulePurging } from './lifecycle/uploads.js';
 
 /** Sweeps for expired content every tenth of the ttl, at least every hour and at most every minute. */
@@ -31,6 +33,8 @@ export interface App {
   server: Server;
   routing: Routing;
   sweeper?: ExpirySweeper;
+  /** Present with `storage.quota`. */
+  quota?: QuotaKeeper;
   address: AddressInfo;
   /**
    * Reads http.tls's files again for new connections (open ones keep theirs);
@@ -46,6 +50,8 @@ export interface BuiltRegistry {
   driver: StorageDriver;
   /** Present when `proxy.ttl` is not 0 and an upstream is configured. */
   sweeper?: ExpirySweeper;
+  /** Present with `storage.quota` and an upstream. */
+  quota?: QuotaKeeper;
   close(): Promise<void>;
 }
 
@@ -54,6 +60,8 @@ export interface AppOptions {
   now?: () => number;
   /** false: do not sweep on a timer (tests call sweep() themselves). */
   sweep?: boolean;
+  /** storage.quota's lease timings, retry and flush interval (tests shorten them). */
+  quota?: Pick<QuotaOptions, 'lease' | 'retryMs' | 'flushIntervalMs'>;
 }
 
 function upstreamClient(upstream: UpstreamConfig, log: Logger, options: AppOptions): UpstreamClient {
@@ -78,19 +86,54 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   if (upstreams.length === 0) {
     return { routing: new Routing({ upstreams: [], local, unknownNs: config.routing.unknownNs }), driver, close: async () => undefined };
   }
+  if (config.offline) {
+    // proxy.offline: names route to the same storage names as online, but local storage serves them all:
+    // no upstream client, fill or metadata, so a miss is MANIFEST_UNKNOWN / BLOB_UNKNOWN; and no expiry,
+    // since nothing removed could be fetched again.
+    const offline = upstreams.map((u): RoutedUpstream => ({ name: u.name, hosts: u.hosts, namespace: u.namespace, dockerHub: u.dockerHub, allow: u.allow, deny: u.deny, registry: local }));
+    const [head, ...rest] = offline;
+    const routing = new Routing({
+      ...(config.proxy === undefined || head === undefined ? {} : { defaultUpstream: head }),
+      upstreams: config.proxy === undefined ? offline : rest,
+      local,
+      unknownNs: config.routing.unknownNs,
+    });
+    return { routing, driver, close: async () => undefined };
+  }
 
+  const backend = await openMetadataBackend(config.metadata);
   const metadata = new MetadataStore({
-    store: await openMetadataBackend(config.metadata),
+    store: backend,
     namespace: config.metadata.namespace,
     log,
     ...(options.now === undefined ? {} : { now: options.now }),
   });
+  // Pull times per (repository, manifest) for proxy.ttl and storage.quota. With the memory store they get
+  // a Map of their own: the bounded store may drop any entry, and an image whose entry is dropped is never evicted.
+  const access = new AccessIndex({
+    store: config.metadata.store === 'memory' ? new Map() : backend,
+    namespace: config.metadata.namespace,
+    log,
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
+  access.start(options.quota?.flushIntervalMs ?? 5_000);
+  const quota =
+    config.storage.quota === undefined
+      ? undefined
+      : new QuotaKeeper(
+          local.storage,
+          access,
+          // Read-only storage: counted, never evicted from.
+          { ...config.storage.quota, persistent: config.metadata.store !== 'memory', auto: !config.storage.maintenance.readonly, ...options.quota },
+          log.child({ task: 'quota' }),
+          () => caches.clear(),
+        );
   // One fill registry for all upstreams; each upstream's own timeouts bound its fills (ProxyPolicy.fill).
   const first = upstreams[0] as UpstreamConfig;
   const fills = new FillRegistry(
     driver,
     local.storage.blobs,
-    { maxResumes: 3, resumeBudgetMs: first.timeouts.resumeMs, followerWaitMs: first.timeouts.fillWaitMs, log },
+    { maxResumes: 3, resumeBudgetMs: first.timeouts.resumeMs, followerWaitMs: first.timeouts.fillWaitMs, log, ...(quota === undefined ? {} : { quota }) },
     { fills: config.limits.fills, fillsPerClient: config.limits.fillsPerClient },
   );
   const blobConfirmTtlMs = Math.max(first.tagTtlMs, 60_000);
@@ -113,9 +156,11 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
         tagTtlRules: upstream.tagTtlRules,
         blobConfirmTtlMs,
         fill: { resumeBudgetMs: upstream.timeouts.resumeMs, followerWaitMs: upstream.timeouts.fillWaitMs },
+        readonly: config.storage.maintenance.readonly,
       },
       log,
       caches,
+      { access, ...(quota === undefined ? {} : { quota }) },
     );
     return {
       name: upstream.name,
@@ -135,13 +180,19 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   });
   let sweeper: ExpirySweeper | undefined;
   if (first.ttlMs > 0) {
-    sweeper = new ExpirySweeper(local.storage, metadata, { ttlMs: first.ttlMs }, log.child({ task: 'expiry' }), () => caches.clear());
+    sweeper = new ExpirySweeper(local.storage, metadata, { ttlMs: first.ttlMs, pulls: access }, log.child({ task: 'expiry' }), (report) => {
+      caches.clear();
+      quota?.freed(report.bytesFreed);
+    });
     if (options.sweep !== false) sweeper.start(sweepInterval(first.ttlMs));
   }
+  // In the background: with the memory store it walks blobs/ once; pulls are served meanwhile.
+  quota?.start().catch((err: unknown) => log.error({ err }, 'storage.quota could not count the cache; nothing is evicted'));
   return {
     routing,
     driver,
     ...(sweeper === undefined ? {} : { sweeper }),
+    ...(quota === undefined ? {} : { quota }),
     async close() {
       // Fills first: each one still downloading is abandoned and its spool removed, a verified one committed.
       await fills.close();
@@ -149,6 +200,8 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
       // running (a client cut at the drain deadline) must not hold the exit for long.
       const rest = (async () => {
         await sweeper?.stop();
+        await quota?.close(); // a pass stops after its current image; the count is written
+        await access.close(); // pulls not written yet
         await Promise.all(clients.map((client) => client.close()));
         await metadata.close();
       })();
@@ -250,6 +303,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     reloadTls: (trigger = 'request') => certificates?.reload(trigger) ?? Promise.resolve(false),
     routing: built.routing,
     ...(built.sweeper === undefined ? {} : { sweeper: built.sweeper }),
+    ...(built.quota === undefined ? {} : { quota: built.quota }),
     address: server.address() as AddressInfo,
     /**
      * Graceful shutdown: stop accepting at once, let responses in flight

@@ -84,7 +84,8 @@ const SPECS: Readonly<Record<SubcommandName, Spec>> = {
   import: { flags: [], options: ['--config'], positionals: 2 },
 };
 
-const SHORT: Readonly<Record<string, string>> = { '-c': '--config', '-o': '--output', '-f': '--file', '-n': '--dry-run' };
+/** Distribution's garbage-collect takes -d and -m. */
+const SHORT: Readonly<Record<string, string>> = { '-c': '--config', '-o': '--output', '-f': '--file', '-d': '--dry-run', '-m': '--delete-untagged' };
 
 function parseCommand(name: SubcommandName, args: string[]): Parsed | Command {
   const spec = SPECS[name];
@@ -139,8 +140,8 @@ the rest, with dangling links and stale uploads. Safe while a server runs on
 the same storage: young blobs and blobs being filled are kept, and a lock
 under the storage root keeps two sweeps from running at once.
 
-  -n, --dry-run        Print what would be removed, and the totals; remove nothing.
-  --delete-untagged    Also remove manifests no tag points at (and what only they reference).
+  -d, --dry-run          Print what would be removed, and the totals; remove nothing.
+  -m, --delete-untagged  Also remove manifests no tag points at (and what only they reference).
 `,
   prefetch: `Usage: stevedore prefetch [--config FILE] IMAGE… | --file LIST [--platform OS/ARCH …] [--all-platforms]
 

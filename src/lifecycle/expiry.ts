@@ -13,17 +13,22 @@
  *      still being written, is never taken).
  * Content whose last pull is unknown (metadata lost on restart) has its clock
  * started now: a restart never shortens a lifetime.
+ *
+ * With `pulls` (the server wires metadata/access.ts), a manifest's last pull
+ * is its pull in that repository, not of its digest anywhere; a per-digest
+ * record of an older version still counts until the first new pull. Blob
+ * links are timed per digest.
  */
 import type { Logger } from 'pino';
 import type { MetadataStore } from '../metadata/store.js';
 import { type Digest, tryParseDigest } from '../registry/digest.js';
-import { parseManifest } from '../registry/manifest.js';
 import type { RepositoryName, Tag } from '../registry/names.js';
 import { listRepositories } from '../storage/catalog.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { children, linkedDigests, readLink } from '../storage/links.js';
 import type { LocalStorage } from '../storage/local.js';
 import { pathFor } from '../storage/paths.js';
+import { markRepository } from './mark.js';
 
 export interface SweepReport {
   repositories: number;
@@ -37,8 +42,17 @@ export interface SweepReport {
   dryRun: boolean;
 }
 
+/** Pull times per (repository, manifest): metadata/access.ts. */
+export interface ManifestPulls {
+  lastPulled(repository: string, digest: string): Promise<number | undefined>;
+  seed(repository: string, digest: string, at: number): void;
+  forget(entries: readonly { repository: string; digest: string }[]): Promise<void>;
+}
+
 export interface ExpiryOptions {
   ttlMs: number;
+  /** Manifests timed per (repository, manifest); per digest, like blobs, when absent. */
+  pulls?: ManifestPulls;
   /** Unlinked blob data younger than this is never deleted. */
   graceMs?: number;
   dryRun?: boolean;
@@ -54,8 +68,8 @@ export class ExpirySweeper {
     private readonly metadata: MetadataStore,
     private readonly options: ExpiryOptions,
     private readonly log: Logger,
-    /** Called after a sweep that removed anything, so in-memory caches can forget it. */
-    private readonly onRemoved: () => void = () => undefined,
+    /** Called after a sweep that removed anything, so in-memory caches (and the quota's count) can forget it. */
+    private readonly onRemoved: (report: SweepReport) => void = () => undefined,
   ) {
     this.driver = storage.driver;
   }
@@ -86,6 +100,19 @@ export class ExpirySweeper {
     const last = await this.metadata.lastAccess(digest.value);
     if (last === undefined) {
       await this.metadata.touch(digest.value);
+      return false;
+    }
+    return now - last > this.options.ttlMs;
+  }
+
+  /** As expired(), for a manifest in a repository: its pulls there. */
+  private async manifestExpired(name: RepositoryName, digest: Digest): Promise<boolean> {
+    const { pulls } = this.options;
+    if (pulls === undefined) return this.expired(digest);
+    const now = this.metadata.now();
+    const last = (await pulls.lastPulled(name, digest.value)) ?? (await this.metadata.lastAccess(digest.value));
+    if (last === undefined) {
+      pulls.seed(name, digest.value, now);
       return false;
     }
     return now - last > this.options.ttlMs;
@@ -130,32 +157,20 @@ export class ExpirySweeper {
   }
 
   private finish(report: SweepReport, started: number): SweepReport {
-    if (!report.dryRun && report.manifestsExpired + report.tagsRemoved + report.blobLinksRemoved + report.blobsDeleted > 0) this.onRemoved();
+    if (!report.dryRun && report.manifestsExpired + report.tagsRemoved + report.blobLinksRemoved + report.blobsDeleted > 0) this.onRemoved(report);
     this.log.info({ ...report, durationMs: Date.now() - started }, 'expiry sweep done');
     return report;
   }
 
   private async sweepRepository(name: RepositoryName, report: SweepReport, stillLinked: Set<string>): Promise<void> {
-    const revisions = await linkedDigests(this.driver, pathFor({ kind: 'revisionsRoot', name }));
-    const fresh = new Set<string>();
-    for (const digest of revisions) if (!(await this.expired(digest))) fresh.add(digest.value);
-    // Kept manifests, and what they reference: children of kept indexes are kept too.
-    const kept = new Set(fresh);
-    const referencedBlobs = new Set<string>();
-    const queue = [...fresh];
-    while (queue.length > 0) {
-      const value = queue.pop() as string;
-      const parsed = await this.readManifest(value);
-      if (parsed === undefined) continue;
-      for (const blob of parsed.blobs) referencedBlobs.add(blob.digest.value);
-      for (const child of parsed.manifests) {
-        if (!kept.has(child.digest.value) && revisions.some((d) => d.value === child.digest.value)) {
-          kept.add(child.digest.value);
-          queue.push(child.digest.value);
-        }
-      }
-      if (parsed.subject) kept.add(parsed.subject.digest.value);
-    }
+    // Kept: revisions pulled within the ttl, and what kept ones need (mark.ts): index children,
+    // subjects, and the blobs they reference (schema1 signatures too), which stay whatever their links say.
+    const marked = await markRepository(this.storage, name, {
+      root: async (digest) => !(await this.manifestExpired(name, digest)),
+      referrers: false,
+    });
+    const { kept, blobs: referencedBlobs } = marked;
+    for (const blob of referencedBlobs) stillLinked.add(blob);
 
     for (const tag of await children(this.driver, pathFor({ kind: 'tagsRoot', name }))) {
       const current = await readLink(this.driver, pathFor({ kind: 'tagCurrentLink', name, tag: tag as Tag }));
@@ -164,16 +179,15 @@ export class ExpirySweeper {
         await this.remove(pathFor({ kind: 'tag', name, tag: tag as Tag }));
       }
     }
-    for (const digest of revisions) {
+    for (const { digest } of marked.revisions) {
       if (kept.has(digest.value)) {
         stillLinked.add(digest.value);
-        // A kept schema1 revision keeps its signature blobs.
-        for (const signature of await this.storage.signatures.digests(name, digest)) stillLinked.add(signature.value);
         continue;
       }
       report.manifestsExpired += 1;
       await this.remove(pathFor({ kind: 'revisionLink', name, digest }).replace(/\/link$/, ''));
       this.storage.manifestCache.delete(digest.value);
+      if (!this.options.dryRun) await this.options.pulls?.forget([{ repository: name, digest: digest.value }]);
     }
     for (const digest of await linkedDigests(this.driver, pathFor({ kind: 'layersRoot', name }))) {
       if (referencedBlobs.has(digest.value) || !(await this.expired(digest))) {
@@ -182,16 +196,6 @@ export class ExpirySweeper {
       }
       report.blobLinksRemoved += 1;
       await this.remove(pathFor({ kind: 'layerLink', name, digest }).replace(/\/link$/, ''));
-    }
-  }
-
-  private async readManifest(value: string): Promise<ReturnType<typeof parseManifest> | undefined> {
-    const digest = tryParseDigest(value);
-    if (digest === undefined) return undefined;
-    try {
-      return parseManifest(await this.storage.blobs.get(digest));
-    } catch {
-      return undefined; // missing or unreadable: nothing to keep on its account
     }
   }
 

@@ -51,7 +51,8 @@ export class ProxyBlobs implements BlobService {
     const global = await storage.blobs.stat(digest);
     if (global === undefined) return undefined;
     await this.confirm(digest);
-    await storage.layers.link(this.name, digest);
+    // Read-only: served as confirmed, without the link that would remember it.
+    if (this.ctx.policy.readonly !== true) await storage.layers.link(this.name, digest);
     this.ctx.caches.linkedBlobs.set(key, global.size);
     return global;
   }
@@ -100,16 +101,52 @@ export class ProxyBlobs implements BlobService {
     this.ctx.touch(digest.value);
     const filling = { digest, size: fill.size, mediaType: MediaType.OctetStream };
     const resolved = range === undefined ? undefined : resolveRange(range, fill.size);
-    const file = await fill.openFile();
-    return resolved === undefined ? { descriptor: filling, file } : { descriptor: filling, range: resolved, file };
+    return this.held(digest, async () => {
+      const file = await fill.openFile();
+      return resolved === undefined ? { descriptor: filling, file } : { descriptor: filling, range: resolved, file };
+    });
   }
 
   private async serveStored(descriptor: BlobDescriptor, range: RangeSpec | undefined): Promise<BlobContent> {
     const { digest } = descriptor;
     this.ctx.touch(digest.value);
     const resolved = range === undefined ? undefined : resolveRange(range, descriptor.size);
-    const body = await this.ctx.local.storage.blobs.body(digest, resolved);
-    return resolved === undefined ? { descriptor, ...body } : { descriptor, ...body, range: resolved };
+    return this.held(digest, async () => {
+      const body = await this.ctx.local.storage.blobs.body(digest, resolved);
+      return resolved === undefined ? { descriptor, ...body } : { descriptor, ...body, range: resolved };
+    });
+  }
+
+  /**
+   * Opens a body that storage.quota must not delete until it is closed (held
+   * before the open, so no eviction slips in between); as is without a quota.
+   */
+  private async held(digest: Digest, open: () => Promise<BlobContent>): Promise<BlobContent> {
+    const { quota } = this.ctx.hooks;
+    if (quota === undefined) return open();
+    const release = quota.hold(digest);
+    let content: BlobContent;
+    try {
+      content = await open();
+    } catch (err) {
+      release();
+      throw err;
+    }
+    if (content.stream !== undefined) {
+      content.stream.once('close', release);
+      return content;
+    }
+    const { file } = content;
+    return {
+      ...content,
+      file: {
+        read: (buffer, length, position) => file.read(buffer, length, position),
+        close: () => {
+          release();
+          return file.close();
+        },
+      },
+    };
   }
 
   /**
@@ -121,6 +158,7 @@ export class ProxyBlobs implements BlobService {
    */
   private async joinOrStart(digest: Digest, client: string | undefined): Promise<BlobFill | undefined> {
     const { fills, local } = this.ctx;
+    this.ctx.assertWritable(`blob ${digest.value}`);
     const running = fills.current(this.ctx.upstream, digest);
     if (running !== undefined && running.repository !== this.name) {
       await this.confirm(digest);

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { TagTtlRule } from '../config/types.js';
 import type { MetadataStore } from '../metadata/store.js';
 import type { Digest } from '../registry/digest.js';
+import { RegistryError } from '../registry/errors.js';
 import type { RepositoryName } from '../registry/names.js';
 import type { LocalRegistry } from '../storage/local.js';
 import type { RemoteRegistry, RemoteRepository } from '../upstream/remote.js';
@@ -25,6 +26,22 @@ export interface ProxyPolicy {
   blobConfirmTtlMs: number;
   /** Bounds of this upstream's blob fills; the fill registry's own when absent. */
   fill?: FillLimits;
+  /** storage.maintenance.readonly.enabled: serve what is stored, store nothing new (no fills, links or tags). */
+  readonly?: boolean;
+}
+
+/**
+ * What lifecycle code learns from the proxy as it serves (wired in app.ts;
+ * each one optional, and free when absent).
+ */
+export interface ProxyHooks {
+  /** Pulls per (repository, manifest), kept in memory and written in batches (metadata/access.ts). */
+  access?: { record(repository: string, digest: string): void };
+  /** storage.quota (lifecycle/quota.ts): size accounting, and blobs that must not be deleted while read. */
+  quota?: {
+    committed(digest: Digest, size: number): void;
+    hold(digest: Digest): () => void;
+  };
 }
 
 /** A manifest known to be linked in a repository, kept in memory so a warm HEAD touches no disk. */
@@ -120,6 +137,7 @@ export class ProxyContext {
     readonly log: Logger,
     /** Shared by every upstream's context. */
     readonly caches: ProxyCaches,
+    readonly hooks: ProxyHooks = {},
   ) {
     this.tagRules = (policy.tagTtlRules ?? []).map((rule) => ({ match: globToRegExp(rule.pattern), ttlMs: rule.ttlMs }));
   }
@@ -131,6 +149,19 @@ export class ProxyContext {
 
   get now(): number {
     return this.metadata.now();
+  }
+
+  /**
+   * Refuses, in read-only mode, what would write to storage: `503
+   * UNAVAILABLE` naming the key, an outage code, so a stale tag is served
+   * rather than this error where one is cached.
+   */
+  assertWritable(what: string): void {
+    if (this.policy.readonly !== true) return;
+    throw new RegistryError(
+      'UNAVAILABLE',
+      `storage is read-only (storage.maintenance.readonly.enabled): ${what} is not cached and cannot be stored now`,
+    );
   }
 
   /** How long `tag` is served from cache without asking the upstream. */
@@ -149,7 +180,29 @@ export class ProxyContext {
     return this.remote.repository(this.remoteName(name));
   }
 
-  /** Records a pull for `proxy.ttl` accounting, off the request path. */
+  /** Records a pull of a manifest in a repository (proxy.ttl, storage.quota): a Map.set, written later in a batch. */
+  pulled(name: RepositoryName, digest: Digest): void {
+    if (this.hooks.access === undefined) this.touch(digest.value); // timed per digest, as blobs are
+    else this.hooks.access.record(name, digest.value);
+  }
+
+  /**
+   * Runs `store` (which writes the blob `digest`) and tells the quota the
+   * bytes it added, if the blob was not stored before.
+   */
+  async storing<T>(digest: Digest, store: () => Promise<T>): Promise<T> {
+    const { quota } = this.hooks;
+    if (quota === undefined) return store();
+    const before = await this.local.storage.blobs.stat(digest);
+    const result = await store();
+    if (before === undefined) {
+      const after = await this.local.storage.blobs.stat(digest);
+      if (after !== undefined) quota.committed(digest, after.size);
+    }
+    return result;
+  }
+
+  /** Records a pull of a blob for `proxy.ttl` accounting, off the request path. */
   touch(digest: string): void {
     const now = this.now;
     const { touched } = this.caches;

@@ -50,6 +50,14 @@ export interface FillOptions {
   /** The longest a follower waits for its next bytes before it is cut (the fill goes on). */
   followerWaitMs: number;
   log: Logger;
+  /** storage.quota: refuses a blob too large for the cache before anything is written, counts what is committed. */
+  quota?: FillQuota;
+}
+
+export interface FillQuota {
+  /** The error to answer for a blob announced at `size` bytes, or undefined to fill it. */
+  refuse(digest: Digest, size: number): RegistryError | undefined;
+  committed(digest: Digest, size: number): void;
 }
 
 /** A failure of local storage while writing: resuming the download would not help. */
@@ -397,6 +405,13 @@ export class FillRegistry {
     const { descriptor, stream } = await remote.open(digest, undefined, { signal }).catch((err: unknown) => {
       throw signal.aborted ? shuttingDown() : err;
     });
+    // Refused on the announced size, before a byte is read or anything is written.
+    const refusal = options.quota?.refuse(digest, descriptor.size);
+    if (refusal !== undefined) {
+      stream.destroy();
+      options.log.warn({ repository, digest: digest.value, size: descriptor.size, upstream }, refusal.message);
+      throw refusal;
+    }
     const id = fillSessionId();
     const journal = pathFor({ kind: 'fillJournalEntry', id });
     let ingest: BlobIngest;
@@ -417,6 +432,7 @@ export class FillRegistry {
     const ended = fill.run(stream, remote, options, onCommit, signal).then(async () => {
       await this.driver.delete(journal).catch(() => undefined);
       if (fill.state === 'committed') {
+        options.quota?.committed(digest, size);
         options.log.info({ repository, digest: digest.value, size, durationMs: Date.now() - began }, 'blob fill committed');
       } else if (signal.aborted) {
         options.log.warn({ repository, digest: digest.value, received: ingest.size, size }, 'blob fill abandoned at shutdown; its spool was removed');

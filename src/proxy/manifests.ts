@@ -48,7 +48,7 @@ export class ProxyManifests implements ManifestService {
 
   async get(reference: Reference, request: ManifestRequest): Promise<ManifestContent> {
     const content = reference.kind === 'digest' ? await this.byDigest(reference, request) : await this.byTag(reference, request);
-    this.ctx.touch(content.digest.value);
+    this.ctx.pulled(this.name, content.digest);
     return content;
   }
 
@@ -97,8 +97,8 @@ export class ProxyManifests implements ManifestService {
     const decision = negotiate(this.name, reference, entry, request.accept, this.ctx.local.storage.platform);
     let served = entry;
     if (decision.kind === 'child') {
-      // The index is in use too: its pulls count for proxy.ttl like the child's.
-      this.ctx.touch(entry.digest.value);
+      // The index is in use too: its pulls count (proxy.ttl, storage.quota) like the child's.
+      this.ctx.pulled(this.name, entry.digest);
       served = await this.byDigestEntry(decision.descriptor.digest);
       // The index's descriptor may name another type than the child really has.
       if (!accepts(request.accept, served.mediaType)) throw notAcceptable(this.name, reference, entry.mediaType, request.accept);
@@ -161,7 +161,10 @@ export class ProxyManifests implements ManifestService {
   private async recordTag(tag: Tag, digest: Digest): Promise<void> {
     const { ctx } = this;
     const current = await ctx.local.storage.tags.resolve(this.name, tag);
-    if (current?.value !== digest.value) await ctx.local.storage.tags.tag(this.name, tag, digest);
+    if (current?.value !== digest.value) {
+      ctx.assertWritable(`tag ${tag} moved to ${digest.value}`);
+      await ctx.local.storage.tags.tag(this.name, tag, digest);
+    }
     const state = await ctx.metadata.setTag(ctx.upstream, this.name, tag, digest.value);
     ctx.caches.hotTags.set(`${this.name}:${tag}`, state);
   }
@@ -173,9 +176,10 @@ export class ProxyManifests implements ManifestService {
    */
   private async fetch(reference: Reference): Promise<HotManifest> {
     const { ctx } = this;
+    ctx.assertWritable(`manifest ${reference.value}`);
     const { digest, mediaType, payload } = await this.remote.manifests.get(reference, { accept: [] });
     if (mediaType === MediaType.DockerSchema1Signed) return this.storeSchema1(reference, payload, digest);
-    await ctx.local.storage.blobs.put(payload, digest.algorithm);
+    await ctx.storing(digest, () => ctx.local.storage.blobs.put(payload, digest.algorithm));
     await ctx.local.storage.revisions.link(this.name, digest);
     ctx.log.info({ repository: this.name, reference: reference.value, digest: digest.value, mediaType, upstream: ctx.upstream }, 'manifest cached');
     return this.remember({ digest, mediaType, payload });
@@ -184,7 +188,8 @@ export class ProxyManifests implements ManifestService {
   /** A schema1 signed manifest: signatures verified, then payload and signatures stored apart, served with every signature known. */
   private async storeSchema1(reference: Reference, document: Buffer, digest: Digest): Promise<HotManifest> {
     const { ctx } = this;
-    const { added } = await ctx.local.storage.schema1.ingest(this.name, document, digest);
+    // Counted for storage.quota: the payload (its signatures are a few hundred bytes each, not counted).
+    const { added } = await ctx.storing(digest, () => ctx.local.storage.schema1.ingest(this.name, document, digest));
     const { mediaType, payload } = await ctx.local.storage.servableManifest(this.name, digest);
     ctx.log.info({ repository: this.name, reference: reference.value, digest: digest.value, signaturesAdded: added, upstream: ctx.upstream }, 'schema1 manifest cached');
     return this.remember({ digest, mediaType, payload });

@@ -42,8 +42,10 @@ export type PathSpec =
   | { kind: 'repositoriesRoot' }
   | { kind: 'repository'; name: RepositoryName }
   | { kind: 'layerLink'; name: RepositoryName; digest: Digest }
+  | { kind: 'layerDir'; name: RepositoryName; digest: Digest }
   | { kind: 'layersRoot'; name: RepositoryName }
   | { kind: 'revisionLink'; name: RepositoryName; digest: Digest }
+  | { kind: 'revisionDir'; name: RepositoryName; digest: Digest }
   | { kind: 'revisionsRoot'; name: RepositoryName }
   | { kind: 'signaturesRoot'; name: RepositoryName; revision: Digest }
   | { kind: 'signatureLink'; name: RepositoryName; revision: Digest; signature: Digest }
@@ -52,6 +54,7 @@ export type PathSpec =
   | { kind: 'tagCurrentLink'; name: RepositoryName; tag: Tag }
   | { kind: 'tagIndexRoot'; name: RepositoryName; tag: Tag }
   | { kind: 'tagIndexLink'; name: RepositoryName; tag: Tag; digest: Digest }
+  | { kind: 'tagIndexEntryDir'; name: RepositoryName; tag: Tag; digest: Digest }
   | { kind: 'uploadsRoot'; name: RepositoryName }
   | { kind: 'uploadData'; name: RepositoryName; id: string }
   | { kind: 'uploadStartedAt'; name: RepositoryName; id: string }
@@ -82,10 +85,14 @@ export function pathFor(spec: PathSpec): string {
       return `${REPOSITORIES}/${spec.name}`;
     case 'layersRoot':
       return `${REPOSITORIES}/${spec.name}/_layers`;
+    case 'layerDir':
+      return `${REPOSITORIES}/${spec.name}/_layers/${digestPath(spec.digest)}`;
     case 'layerLink':
       return `${REPOSITORIES}/${spec.name}/_layers/${digestPath(spec.digest)}/link`;
     case 'revisionsRoot':
       return `${REPOSITORIES}/${spec.name}/_manifests/revisions`;
+    case 'revisionDir':
+      return `${REPOSITORIES}/${spec.name}/_manifests/revisions/${digestPath(spec.digest)}`;
     case 'revisionLink':
       return `${REPOSITORIES}/${spec.name}/_manifests/revisions/${digestPath(spec.digest)}/link`;
     case 'signaturesRoot':
@@ -100,6 +107,8 @@ export function pathFor(spec: PathSpec): string {
       return `${REPOSITORIES}/${spec.name}/_manifests/tags/${spec.tag}/current/link`;
     case 'tagIndexRoot':
       return `${REPOSITORIES}/${spec.name}/_manifests/tags/${spec.tag}/index`;
+    case 'tagIndexEntryDir':
+      return `${REPOSITORIES}/${spec.name}/_manifests/tags/${spec.tag}/index/${digestPath(spec.digest)}`;
     case 'tagIndexLink':
       return `${REPOSITORIES}/${spec.name}/_manifests/tags/${spec.tag}/index/${digestPath(spec.digest)}/link`;
     case 'uploadsRoot':

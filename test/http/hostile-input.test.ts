@@ -295,13 +295,19 @@ function slowClient(port: number, data: Buffer, intervalMs: number, deadlineMs: 
   })
 }
 
-/** Every path under `dir` (relative), directories with a trailing slash. */
+/** Every path under `dir` (relative), directories with a trailing slash; what vanishes meanwhile (a fill's spool being committed) is skipped. */
 async function walk(dir: string, base = dir): Promise<string[]> {
   const out: string[] = []
-  for (const entry of await readdir(dir)) {
+  const gone = (err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  for (const entry of (await readdir(dir).catch(gone)) ?? []) {
     const path = join(dir, entry)
     const rel = relative(base, path)
-    if ((await lstat(path)).isDirectory()) out.push(`${rel}/`, ...(await walk(path, base)))
+    const info = await lstat(path).catch(gone)
+    if (info === undefined) continue
+    if (info.isDirectory()) out.push(`${rel}/`, ...(await walk(path, base)))
     else out.push(rel)
   }
   return out

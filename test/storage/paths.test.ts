@@ -24,8 +24,10 @@ const table: [PathSpec, string][] = [
   [{ kind: 'repository', name }, repo],
   [{ kind: 'layersRoot', name }, `${repo}/_layers`],
   [{ kind: 'layerLink', name, digest }, `${repo}/_layers/sha256/${hex}/link`],
+  [{ kind: 'layerDir', name, digest }, `${repo}/_layers/sha256/${hex}`],
   [{ kind: 'revisionsRoot', name }, `${repo}/_manifests/revisions`],
   [{ kind: 'revisionLink', name, digest }, `${repo}/_manifests/revisions/sha256/${hex}/link`],
+  [{ kind: 'revisionDir', name, digest }, `${repo}/_manifests/revisions/sha256/${hex}`],
   [{ kind: 'signaturesRoot', name, revision: digest }, `${repo}/_manifests/revisions/sha256/${hex}/signatures`],
   [
     { kind: 'signatureLink', name, revision: digest, signature },
@@ -36,6 +38,7 @@ const table: [PathSpec, string][] = [
   [{ kind: 'tagCurrentLink', name, tag }, `${repo}/_manifests/tags/3.19/current/link`],
   [{ kind: 'tagIndexRoot', name, tag }, `${repo}/_manifests/tags/3.19/index`],
   [{ kind: 'tagIndexLink', name, tag, digest }, `${repo}/_manifests/tags/3.19/index/sha256/${hex}/link`],
+  [{ kind: 'tagIndexEntryDir', name, tag, digest }, `${repo}/_manifests/tags/3.19/index/sha256/${hex}`],
   [{ kind: 'uploadsRoot', name }, `${repo}/_uploads`],
   [{ kind: 'uploadDir', name, id }, `${repo}/_uploads/${id}`],
   [{ kind: 'uploadData', name, id }, `${repo}/_uploads/${id}/data`],
@@ -48,7 +51,7 @@ const table: [PathSpec, string][] = [
 t.test('every path kind matches Distribution', async (t) => {
   for (const [spec, expected] of table) t.equal(pathFor(spec), expected, spec.kind);
   const kinds = new Set(table.map(([spec]) => spec.kind));
-  t.equal(kinds.size, 22, 'the table covers every kind of PathSpec');
+  t.equal(kinds.size, 26, 'the table covers every kind of PathSpec');
 });
 
 t.test('upload ids cannot smuggle path components', async (t) => {
