@@ -25,6 +25,7 @@ import { type Digest, tryParseDigest } from '../registry/digest.js';
 import type { RepositoryName, Tag } from '../registry/names.js';
 import { listRepositories } from '../storage/catalog.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
+import { acquireLease, LeaseHeld, type Lease } from './lease.js';
 import { children, linkedDigests, readLink } from '../storage/links.js';
 import type { LocalStorage } from '../storage/local.js';
 import { pathFor } from '../storage/paths.js';
@@ -131,6 +132,25 @@ export class ExpirySweeper {
       repositories: 0, manifestsExpired: 0, tagsRemoved: 0, blobLinksRemoved: 0, blobsDeleted: 0, bytesFreed: 0, failedRepositories: 0,
       dryRun: this.options.dryRun === true,
     };
+    // `stevedore gc` and quota eviction sweep under the same lease: never two at once.
+    let lease: Lease | undefined;
+    if (!report.dryRun) {
+      try {
+        lease = await acquireLease(this.driver, 'sweep', 'proxy.ttl expiry');
+      } catch (err) {
+        if (!(err instanceof LeaseHeld)) throw err;
+        this.log.info({ holder: err.holder, purpose: err.purpose }, 'expiry sweep postponed: another sweep holds the storage lease');
+        return report;
+      }
+    }
+    try {
+      return await this.sweepAll(report, started, lease);
+    } finally {
+      await lease?.release();
+    }
+  }
+
+  private async sweepAll(report: SweepReport, started: number, lease: Lease | undefined): Promise<SweepReport> {
     const stillLinked = new Set<string>();
     // Content linked again while the sweep runs is spared, however old its data file is.
     const watch = this.storage.references.start();
@@ -139,6 +159,11 @@ export class ExpirySweeper {
         this.log.warn({ path }, 'expiry skips a directory that is not a valid repository name'),
       );
       for (const name of repositories) {
+        // Another process took the lease over (we stalled past its ttl): stop deleting.
+        if (lease?.isLost() === true) {
+          report.failedRepositories += 1;
+          break;
+        }
         report.repositories += 1;
         try {
           await this.sweepRepository(name as RepositoryName, report, stillLinked);

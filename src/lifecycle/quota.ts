@@ -60,6 +60,8 @@ export interface QuotaStartReport {
 }
 
 const TOTAL_KEY = 'quota:total';
+/** The longest a fill waits for an eviction pass to make room for it before it downloads anyway. */
+const ROOM_WAIT_MS = 10_000;
 /** A pass that finds nothing more to evict while still over lowwater recounts storage at most this often. */
 const RECOUNT_INTERVAL_MS = 10 * 60 * 1000;
 
@@ -73,6 +75,8 @@ export class QuotaKeeper {
   private walking: Map<string, { size: number; seen: boolean }> | undefined;
   private readonly pins: Pins;
   private readonly readers = new Map<string, number>();
+  /** Bytes of fills under way, reserved before they download (see reserve()). */
+  private pending = 0;
   private running: Promise<EvictionReport | undefined> | undefined;
   private again = false;
   private retry: NodeJS.Timeout | undefined;
@@ -198,6 +202,34 @@ export class QuotaKeeper {
       `blob ${digest.value} is ${size} bytes, more than the whole cache may hold (storage.quota.maxsize: ${this.options.maxSize} bytes); it cannot be pulled through this cache`,
       { detail: { digest: digest.value, size, maxSize: this.options.maxSize } },
     );
+  }
+
+  /**
+   * A fill of `size` bytes is about to download: make room for it first, so
+   * the cache stays under maxsize rather than passing it and shrinking back.
+   * Resolves once a pass made room, or after ROOM_WAIT_MS (a pass that takes
+   * longer, or a sweep lease held by `stevedore gc`, does not hold the
+   * download up longer: the pass after the commit catches up). The returned
+   * function gives the reservation back (at commit, or when the fill fails).
+   */
+  async reserve(size: number): Promise<() => void> {
+    this.pending += size;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.pending -= size;
+    };
+    if (!this.loaded || this.closing || this.options.auto === false || this.total + this.pending <= this.options.maxSize) return release;
+    const target = Math.max(0, Math.min(this.options.lowWater, this.options.maxSize - this.pending));
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ROOM_WAIT_MS);
+      timer.unref();
+    });
+    await Promise.race([this.evict(target).catch((err: unknown) => this.log.error({ err }, 'eviction pass failed')), waited]);
+    clearTimeout(timer);
+    return release;
   }
 
   /** A blob of `size` bytes was committed into place (a fill, a manifest). */

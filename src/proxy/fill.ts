@@ -57,6 +57,8 @@ export interface FillOptions {
 export interface FillQuota {
   /** The error to answer for a blob announced at `size` bytes, or undefined to fill it. */
   refuse(digest: Digest, size: number): RegistryError | undefined;
+  /** Makes room for `size` bytes before they download (bounded wait); the function gives the reservation back. */
+  reserve(size: number): Promise<() => void>;
   committed(digest: Digest, size: number): void;
 }
 
@@ -412,6 +414,8 @@ export class FillRegistry {
       options.log.warn({ repository, digest: digest.value, size: descriptor.size, upstream }, refusal.message);
       throw refusal;
     }
+    // Room first (storage.quota), so the cache does not pass maxsize and shrink back.
+    const unreserve = (await options.quota?.reserve(descriptor.size)) ?? (() => undefined);
     const id = fillSessionId();
     const journal = pathFor({ kind: 'fillJournalEntry', id });
     let ingest: BlobIngest;
@@ -421,6 +425,7 @@ export class FillRegistry {
       ingest = await this.blobs.begin(repository, digest, id);
     } catch (err) {
       await this.driver.delete(journal).catch(() => undefined);
+      unreserve();
       stream.destroy(); // the body will not be read: give its connection up now
       options.log.error({ err, repository, digest: digest.value }, 'cannot start storing a blob');
       throw new RegistryError('UNAVAILABLE', `stevedore cannot store blob ${digest.value}: ${(err as Error).message}`);
@@ -429,7 +434,7 @@ export class FillRegistry {
     const fill = new BlobFill(repository, digest, size, ingest, this.driver, options.followerWaitMs);
     options.log.info({ repository, digest: digest.value, size, upstream }, 'blob fill started');
     const began = Date.now();
-    const ended = fill.run(stream, remote, options, onCommit, signal).then(async () => {
+    const ended = fill.run(stream, remote, options, onCommit, signal).finally(unreserve).then(async () => {
       await this.driver.delete(journal).catch(() => undefined);
       if (fill.state === 'committed') {
         options.quota?.committed(digest, size);

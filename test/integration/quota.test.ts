@@ -82,6 +82,9 @@ t.test('a bounded cache evicts the least recently pulled unpinned image, and ser
       pullToLayout(`${proxy.host}/team/${name}:v1`, join(dir, out as string), 'v1'),
     ),
   )
+  // Room was made before the fourth's blobs downloaded: under maxsize the moment the pull is done, not only after a pass.
+  const rightAfter = await blobBytes(cache)
+  t.ok(rightAfter <= maxSize, `blob bytes on disk right after the pull (${rightAfter}) are under maxsize (${maxSize})`)
   const expected = all - bytesOf(three, sharedSet)
   const deadline = Date.now() + 20_000
   while ((quota.lastReport === undefined || quota.total !== expected || (await blobBytes(cache)) !== expected) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
