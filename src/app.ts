@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { StevedoreConfig, UpstreamConfig } from './config/types.js';
 import { createServer } from './http/server.js';
 import { Gate } from './auth/gate.js';
+import type { Operations } from './http/operations.js';
 import { watchCertificates } from './http/tls.js';
 import { MetadataStore } from './metadata/store.js';
 import { ProxyCaches, ProxyContext } from './proxy/context.js';
@@ -269,9 +270,12 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
         log.child({ task: 'uploadpurging' }),
       )
     : () => undefined;
+  // The operations endpoints: each part (metrics, health, status page) adds its source here.
+  const operations: Operations = {};
   let server: Server;
   try {
     server = createServer({
+      operations,
       routing: built.routing,
       ...(gate === undefined ? {} : { gate }),
       log,

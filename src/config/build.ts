@@ -65,6 +65,7 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
       },
     },
     offline: bool('proxy.offline'),
+    operations: { metrics: bool('metrics.enabled'), ui: bool('ui.enabled') },
     metadata: { ...buildMetadata(str, log), maxSize: num('metadata.maxsize') },
     defaultPlatform: buildPlatform(str('defaultplatform') ?? 'linux/amd64', log),
     upstreams: [],
@@ -95,6 +96,13 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     log.error('routing.unknownns', '"default" needs a default upstream (proxy.remoteurl)');
   }
 
+  const debugAddr = str('http.debug.addr');
+  if (debugAddr !== undefined) {
+    const { host, port } = splitHostPort(debugAddr, log, 'http.debug.addr');
+    config.operations.debug = { host, port, prometheus: bool('http.debug.prometheus.enabled'), path: str('http.debug.prometheus.path') ?? '/metrics' };
+  } else if (present.has('http.debug.prometheus.enabled') && bool('http.debug.prometheus.enabled')) {
+    log.warn('http.debug.prometheus.enabled', 'needs http.debug.addr: metrics stay on the main port only (metrics.enabled)');
+  }
   const quota = buildQuota(get, str, present, log);
   if (quota !== undefined) config.storage.quota = quota;
   const auth = buildAuth(str, num, present, log);
@@ -177,11 +185,11 @@ function buildHttp(str: Str, num: Num, get: Get, present: ReadonlySet<string>, l
 }
 
 /** Go's net.SplitHostPort, for TCP: 'host:port', '[v6]:port' or ':port' (all interfaces → host ''). */
-function splitHostPort(addr: string, log: NoticeLog): { host: string; port: number } {
+function splitHostPort(addr: string, log: NoticeLog, key = 'http.addr'): { host: string; port: number } {
   const match = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(addr);
   const port = Number(match?.[3]);
   if (match === null || port > 65535) {
-    log.error('http.addr', `expected host:port, [ipv6]:port or :port, got "${addr}"`);
+    log.error(key, `expected host:port, [ipv6]:port or :port, got "${addr}"`);
     return { host: '', port: 5000 };
   }
   return { host: match[1] ?? match[2] ?? '', port };

@@ -147,6 +147,15 @@ export interface StevedoreConfig {
   limits: LimitsConfig;
   /** Extension proxy.offline: never contact an upstream; serve only what is stored. */
   offline: boolean;
+  /** Operations endpoints: /metrics, the debug server, the status page. */
+  operations: {
+    /** Extension metrics.enabled: /metrics on the main port; default true. */
+    metrics: boolean;
+    /** http.debug.addr: a second listener for metrics only (Distribution's debug server); host and port. */
+    debug?: { host: string; port: number; prometheus: boolean; path: string };
+    /** Extension ui.enabled: the status page at /ui/ and its JSON API at /api/v1/; default true. */
+    ui: boolean;
+  };
 }
 
 export interface QuotaConfig {

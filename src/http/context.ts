@@ -8,6 +8,7 @@ import type { Origin } from './forwarded.js';
 import type { Action } from '../config/types.js';
 import type { Caller } from '../auth/caller.js';
 import type { Gate } from '../auth/gate.js';
+import type { Operations } from './operations.js';
 
 /** What a handler may add to the access line: names and digests, never headers or credentials. */
 export interface AccessFields {
@@ -29,6 +30,8 @@ export interface RequestContext {
   routing: Routing;
   /** Access control; undefined when the registry is open. */
   gate?: Gate;
+  /** The operations endpoints (metrics, health, status page). */
+  operations?: Operations;
   /** Who the request is from, once authenticated (anonymous until then). */
   caller: Caller;
   log: Logger;

@@ -22,6 +22,7 @@ import { refusePlainHttp, tlsServerOptions, unverifiedClientCertificate } from '
 import { issueToken } from './handlers/token.js';
 import { ANONYMOUS } from '../auth/caller.js';
 import type { Gate } from '../auth/gate.js';
+import { guardedEndpoint, openEndpoint, type Operations } from './operations.js';
 
 /** Stevedore's own token endpoint (auth.token.issue), under http.prefix. */
 export const TOKEN_PATH = '/auth/token';
@@ -30,6 +31,8 @@ export interface ServerOptions {
   routing: Routing;
   /** Access control; absent: open to everyone. */
   gate?: Gate;
+  /** /metrics, /healthz, /readyz, /ui/, /api/v1/. */
+  operations?: Operations;
   log: Logger;
   accessLog: boolean;
   /** Distribution's http.prefix, e.g. '/registry'; '' to serve at the root. */
@@ -55,13 +58,17 @@ const methodNotAllowed = (method: string): RegistryError =>
 
 async function dispatch(ctx: RequestContext): Promise<void> {
   const method = ctx.req.method ?? 'GET';
-  const { gate } = ctx;
+  const { gate, operations } = ctx;
+  const open = operations === undefined ? undefined : openEndpoint(ctx, operations);
+  if (open !== undefined) return open;
   if (gate !== undefined) {
     if (ctx.path === TOKEN_PATH && gate.issuer !== undefined) return issueToken(ctx, gate);
     // Credentials first: what a request may learn, even that a method is unsupported, depends on them.
     ctx.caller = await gate.authenticate(ctx.req.headers.authorization, ctx.origin);
     if (ctx.caller.user !== undefined) ctx.fields.user = ctx.caller.user;
   }
+  const guarded = operations === undefined ? undefined : guardedEndpoint(ctx, operations);
+  if (guarded !== undefined) return guarded;
   const target = route(ctx.path);
   if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method);
   switch (target.kind) {
@@ -138,6 +145,7 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
       head: req.method === 'HEAD',
       routing,
       ...(gate === undefined ? {} : { gate }),
+      ...(options.operations === undefined ? {} : { operations: options.operations }),
       caller: ANONYMOUS,
       log,
       fields: {},

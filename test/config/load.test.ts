@@ -319,7 +319,7 @@ http: {secret: s3cr3t, debug: {addr: :5001}, http2: {disabled: true}, relativeur
     notices.map((n) => n.path),
     [
       'notifications', 'redis', 'validation', 'compatibility', 'middleware', 'reporting', 'log.hooks',
-      'http.secret', 'http.debug', 'http.http2', 'http.relativeurls',
+      'http.secret', 'http.http2', 'http.relativeurls',
     ],
   );
   for (const n of notices) t.equal(n.level, 'warn', n.path);
