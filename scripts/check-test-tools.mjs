@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // pretest: the integration tests drive real Distribution, skopeo, containerd,
-// podman and dockerd processes; fail early with the fix instead of halfway through
+// podman, dockerd and chromium processes; fail early with the fix instead of halfway through
 // with ENOENT.
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
@@ -14,6 +14,7 @@ const tools = [
   { command: 'podman', pkg: 'podman' },
   { command: 'dockerd', pkg: 'docker.io' },
   { command: 'unshare', pkg: 'util-linux' },
+  { command: 'chromium', pkg: 'chromium' },
 ]
 
 function onPath(command) {

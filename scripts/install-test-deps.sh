@@ -3,12 +3,13 @@
 # clients (containerd and podman for test/integration/real-clients.test.ts,
 # which runs its own containerd in a temp dir and uses none of the services a
 # package may start; docker.io's dockerd for docker-client.test.ts, likewise
-# run privately). Idempotent: installs only what is missing, and runs
+# run privately; chromium for status-page.test.ts, driven headless by
+# playwright-core). Idempotent: installs only what is missing, and runs
 # `apt-get update` only when something is.
 set -euo pipefail
 
 # package -> a command it provides (empty: check with dpkg only)
-packages=(docker-registry skopeo apache2-utils openssl containerd podman docker.io)
+packages=(docker-registry skopeo apache2-utils openssl containerd podman docker.io chromium)
 declare -A provides=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
@@ -17,6 +18,7 @@ declare -A provides=(
   [containerd]=containerd
   [podman]=podman
   [docker.io]=dockerd
+  [chromium]=chromium
 )
 
 is_installed() {

@@ -4,10 +4,13 @@
  */
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { StevedoreConfig, UpstreamConfig } from './config/types.js';
 import { createServer } from './http/server.js';
+import { Metrics } from './observability/metrics.js';
+import { writeError } from './http/errcode.js';
+import { RegistryError } from './registry/errors.js';
 import { Gate } from './auth/gate.js';
 import type { Operations } from './http/operations.js';
 import { watchCertificates } from './http/tls.js';
@@ -26,6 +29,10 @@ import { ExpirySweeper } from './lifecycle/expiry.js';
 import { QuotaKeeper, type QuotaOptions } from './lifecycle/quota.js';
 import { AccessIndex } from './metadata/access.js';
 import { recoverInterrupted, schedulePurging } from './lifecycle/uploads.js';
+import { Readiness } from './lifecycle/readiness.js';
+import { StatusDocuments, trafficFromMetrics } from './http/status.js';
+import { packageVersion } from './upstream/http.js';
+import type { LocalStorage } from './storage/local.js';
 
 /** Sweeps for expired content every tenth of the ttl, at least every hour and at most every minute. */
 export const sweepInterval = (ttlMs: number): number => Math.min(Math.max(ttlMs / 10, 60_000), 3_600_000);
@@ -37,6 +44,8 @@ export interface App {
   /** Present with `storage.quota`. */
   quota?: QuotaKeeper;
   address: AddressInfo;
+  /** Where http.debug.addr's listener is, when configured. */
+  debugAddress?: AddressInfo;
   /**
    * Reads http.tls's files again for new connections (open ones keep theirs);
    * false, old certificate kept and the error logged, if they are unusable,
@@ -53,6 +62,13 @@ export interface BuiltRegistry {
   sweeper?: ExpirySweeper;
   /** Present with `storage.quota` and an upstream. */
   quota?: QuotaKeeper;
+  /** Present when upstreams are proxied (not with none, nor with proxy.offline). */
+  metadata?: MetadataStore;
+  /** One per proxied upstream, in configuration order. */
+  clients?: readonly UpstreamClient[];
+  /** What the status API reads: the local stores, and the pull times when upstreams are proxied. */
+  storage: LocalStorage;
+  access?: AccessIndex;
   close(): Promise<void>;
 }
 
@@ -61,6 +77,8 @@ export interface AppOptions {
   now?: () => number;
   /** false: do not sweep on a timer (tests call sweep() themselves). */
   sweep?: boolean;
+  /** Where the proxy, fills and upstream clients report (startApp makes one when metrics are on). */
+  metrics?: Metrics;
   /** storage.quota's lease timings, retry and flush interval (tests shorten them). */
   quota?: Pick<QuotaOptions, 'lease' | 'retryMs' | 'flushIntervalMs'>;
 }
@@ -77,6 +95,7 @@ function upstreamClient(upstream: UpstreamConfig, log: Logger, options: AppOptio
     breaker: { maxFails: upstream.breaker.maxFails, failTimeoutMs: upstream.breaker.probeIntervalMs },
     logger: log,
     ...(options.now === undefined ? {} : { now: options.now }),
+    ...(options.metrics === undefined ? {} : { observe: options.metrics.upstream(upstream.name) }),
   });
 }
 
@@ -85,7 +104,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   const local = new LocalRegistry(driver, { manifestCacheBytes: config.cache.manifests.maxSize, platform: config.defaultPlatform });
   const upstreams = config.proxy === undefined ? config.upstreams : [config.proxy, ...config.upstreams];
   if (upstreams.length === 0) {
-    return { routing: new Routing({ upstreams: [], local, unknownNs: config.routing.unknownNs }), driver, close: async () => undefined };
+    return { routing: new Routing({ upstreams: [], local, unknownNs: config.routing.unknownNs }), driver, storage: local.storage, close: async () => undefined };
   }
   if (config.offline) {
     // proxy.offline: names route to the same storage names as online, but local storage serves them all:
@@ -99,7 +118,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
       local,
       unknownNs: config.routing.unknownNs,
     });
-    return { routing, driver, close: async () => undefined };
+    return { routing, driver, storage: local.storage, close: async () => undefined };
   }
 
   const backend = await openMetadataBackend(config.metadata);
@@ -127,7 +146,10 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
           // Read-only storage: counted, never evicted from.
           { ...config.storage.quota, persistent: config.metadata.store !== 'memory', auto: !config.storage.maintenance.readonly, ...options.quota },
           log.child({ task: 'quota' }),
-          () => caches.clear(),
+          () => {
+            caches.clear();
+            options.metrics?.evicted();
+          },
         );
   // One fill registry for all upstreams; each upstream's own timeouts bound its fills (ProxyPolicy.fill).
   const first = upstreams[0] as UpstreamConfig;
@@ -161,7 +183,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
       },
       log,
       caches,
-      { access, ...(quota === undefined ? {} : { quota }) },
+      { access, ...(quota === undefined ? {} : { quota }), ...(options.metrics === undefined ? {} : { metrics: options.metrics }) },
     );
     return {
       name: upstream.name,
@@ -188,10 +210,15 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     if (options.sweep !== false) sweeper.start(sweepInterval(first.ttlMs));
   }
   // In the background: with the memory store it walks blobs/ once; pulls are served meanwhile.
+  options.metrics?.watch({ upstreams: clients, fills, ...(quota === undefined ? {} : { quota }) });
   quota?.start().catch((err: unknown) => log.error({ err }, 'storage.quota could not count the cache; nothing is evicted'));
   return {
     routing,
     driver,
+    metadata,
+    clients,
+    storage: local.storage,
+    access,
     ...(sweeper === undefined ? {} : { sweeper }),
     ...(quota === undefined ? {} : { quota }),
     async close() {
@@ -247,6 +274,40 @@ export async function drainServer(server: Server, timeoutMs: number, log: Logger
   }
 }
 
+/**
+ * http.debug.addr, Distribution's debug listener: the metrics at
+ * `prometheus.path` when `prometheus.enabled`; anything else is a 404 in the
+ * OCI error format. Never registry content, so it needs no authentication.
+ */
+async function listenDebug(debug: NonNullable<StevedoreConfig['operations']['debug']>, metrics: Metrics | undefined): Promise<Server> {
+  const source = debug.prometheus ? metrics : undefined;
+  const server = createHttpServer((req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    if (source === undefined || path !== debug.path || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      writeError(req, res, new RegistryError('NOT_FOUND', `${path} is not served on http.debug.addr`));
+      return;
+    }
+    source.render().then(
+      (text) => {
+        const body = Buffer.from(text);
+        res.writeHead(200, { 'Content-Type': source.contentType, 'Content-Length': body.byteLength, 'Cache-Control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (err: unknown) => writeError(req, res, new RegistryError('UNKNOWN', `metrics could not be rendered: ${(err as Error).message}`)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(debug.port, debug.host === '' ? undefined : debug.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
 export async function startApp(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<App> {
   // First: a missing htpasswd file or a bad key stops startup before anything else starts.
   const gate =
@@ -257,7 +318,10 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
           prefix: config.http.prefix,
           ...(config.http.externalUrl === undefined ? {} : { externalUrl: config.http.externalUrl }),
         });
-  const built = await buildRegistry(config, log, options);
+  // Made before the registry, so every upstream client and proxy context reports to it.
+  const debug = config.operations.debug;
+  const metrics = options.metrics ?? (config.operations.metrics || debug?.prometheus === true ? new Metrics() : undefined);
+  const built = await buildRegistry(config, log, metrics === undefined ? options : { ...options, metrics });
   // In the background: the walk may take a while on a large tree, and nothing it removes is in use.
   const recovery = recoverInterrupted(built.driver, log.child({ task: 'recovery' })).catch((err: unknown) => {
     log.error({ err }, 'removing what an interrupted run left behind failed');
@@ -272,7 +336,34 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     : () => undefined;
   // The operations endpoints: each part (metrics, health, status page) adds its source here.
   const operations: Operations = {};
+  if (metrics !== undefined && config.operations.metrics) operations.metrics = metrics;
+  operations.health = new Readiness({
+    driver: built.driver,
+    writable: !config.storage.maintenance.readonly,
+    ...(built.metadata === undefined ? {} : { metadata: built.metadata }),
+    upstreams: built.clients ?? [],
+    log: log.child({ task: 'readiness' }),
+  });
+  if (config.operations.ui) {
+    // The status page and /api/v1/ (docs/api.md); hit figures come from /metrics' registry when it is on.
+    const configured = config.proxy === undefined ? config.upstreams : [config.proxy, ...config.upstreams];
+    const status = new StatusDocuments({
+      routing: built.routing,
+      storage: built.storage,
+      ...(built.access === undefined ? {} : { access: built.access }),
+      ...(built.quota === undefined ? {} : { quota: built.quota }),
+      upstreams: configured.map((u, i) => {
+        const client = built.clients?.[i];
+        return { name: u.name, url: u.url, hosts: u.hosts, namespace: u.namespace, ...(client === undefined ? {} : { client }) };
+      }),
+      traffic: async () => (operations.metrics === undefined ? undefined : trafficFromMetrics(await operations.metrics.render())),
+      version: packageVersion(),
+    });
+    status.start();
+    operations.status = status;
+  }
   let server: Server;
+  let debugServer: Server | undefined;
   try {
     server = createServer({
       operations,
@@ -286,6 +377,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
       timeouts: config.http.timeouts,
       limits: config.limits,
       requestRate: { rate: config.limits.requestRate, burst: config.limits.requestBurst },
+      ...(metrics === undefined ? {} : { metrics }),
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -294,6 +386,13 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
         resolve();
       });
     });
+    if (debug !== undefined) {
+      const listening = server;
+      debugServer = await listenDebug(debug, metrics).catch((err: unknown) => {
+        listening.close();
+        throw err;
+      });
+    }
   } catch (err) {
     // Unusable TLS files or a port in use: give back what was started, then fail.
     stopPurging();
@@ -309,6 +408,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     ...(built.sweeper === undefined ? {} : { sweeper: built.sweeper }),
     ...(built.quota === undefined ? {} : { quota: built.quota }),
     address: server.address() as AddressInfo,
+    ...(debugServer === undefined ? {} : { debugAddress: debugServer.address() as AddressInfo }),
     /**
      * Graceful shutdown: stop accepting at once, let responses in flight
      * finish within `http.draintimeout` and cut the rest, then close the
@@ -317,7 +417,9 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
      */
     async close() {
       stopPurging();
-      await Promise.all([drainServer(server, config.http.drainTimeoutMs, log), recovery]);
+      operations.status?.stop();
+      const closingDebug = debugServer === undefined ? undefined : drainServer(debugServer, config.http.drainTimeoutMs, log);
+      await Promise.all([drainServer(server, config.http.drainTimeoutMs, log), recovery, closingDebug]);
       await built.close();
     },
   };

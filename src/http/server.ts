@@ -23,6 +23,7 @@ import { issueToken } from './handlers/token.js';
 import { ANONYMOUS } from '../auth/caller.js';
 import type { Gate } from '../auth/gate.js';
 import { guardedEndpoint, openEndpoint, type Operations } from './operations.js';
+import type { RouteKind } from '../observability/metrics.js';
 
 /** Stevedore's own token endpoint (auth.token.issue), under http.prefix. */
 export const TOKEN_PATH = '/auth/token';
@@ -46,6 +47,8 @@ export interface ServerOptions {
   limits?: Pick<LimitsConfig, 'headerBytes' | 'headers'>;
   /** Per-client request rate (limits.requestrate, limits.requestburst); off when absent or the rate is 0. */
   requestRate?: { rate: number; burst: number };
+  /** Request counts and latency by route kind (observability/metrics.ts); off when absent. */
+  metrics?: { request(kind: RouteKind, method: string, status: number, seconds: number): void };
 }
 
 export const DEFAULT_TIMEOUTS: StevedoreConfig['http']['timeouts'] = { headersMs: 10_000, requestMs: 60_000, idleMs: 120_000, keepAliveMs: 65_000 };
@@ -102,10 +105,35 @@ function bodyBytes(ctx: RequestContext): number {
   return ctx.res.writableFinished ? Number(ctx.res.getHeader('content-length') ?? 0) : 0;
 }
 
+/**
+ * The route kind of a path, for metrics: string probes only (no parse, no
+ * allocation), which is all a bounded label needs; the router decides the rest.
+ */
+export function routeKind(path: string): RouteKind {
+  if (path === '/v2/' || path === '/v2') return 'base';
+  if (!path.startsWith('/v2/')) return path === TOKEN_PATH ? 'token' : path === '/metrics' || path === '/healthz' || path === '/readyz' || path.startsWith('/ui') || path.startsWith('/api/') ? 'operations' : 'other';
+  if (path.includes('/manifests/')) return 'manifest';
+  if (path.includes('/blobs/uploads')) return 'upload';
+  if (path.includes('/blobs/')) return 'blob';
+  if (path.endsWith('/tags/list')) return 'tags';
+  if (path.includes('/referrers/')) return 'referrers';
+  if (path === '/v2/_catalog') return 'catalog';
+  return 'other';
+}
+
 /** Request ids: a per-process random prefix and a counter; unique, and cheaper than a UUID per request. */
 const idPrefix = randomBytes(4).toString('hex');
 let idCounter = 0;
 const nextRequestId = (): string => `${idPrefix}-${(idCounter++).toString(36)}`;
+/** A request id we pass on into logs and headers: a short token, nothing that could forge a log field or split a header. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** A trusted proxy's X-Request-Id when it is a plain token, so one id follows a request through both; else our own. */
+function requestIdOf(req: IncomingMessage, proxies: TrustedProxies): string {
+  const given = req.headers['x-request-id'];
+  if (typeof given === 'string' && REQUEST_ID.test(given) && proxies.trusts(req.socket.remoteAddress ?? '')) return given;
+  return nextRequestId();
+}
 
 /** What is refused at the edge: an unverified client certificate, a client over its rate, too many header lines. */
 function edgeRefusal(req: IncomingMessage, ctx: RequestContext, limiter: RequestRateLimiter | undefined, maxHeaders: number): RegistryError | undefined {
@@ -121,7 +149,7 @@ function edgeRefusal(req: IncomingMessage, ctx: RequestContext, limiter: Request
 }
 
 export function createRequestHandler(options: ServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const { routing, log, accessLog, gate } = options;
+  const { routing, log, accessLog, gate, metrics } = options;
   // The access line is built here field by field from request facts and ctx.fields (names, digests,
   // outcomes, the user name), never headers or credentials: it skips redaction, which costs 4× the line.
   const accessLines = accessLog ? log.child({}, { redact: [] }) : undefined;
@@ -151,13 +179,14 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
       fields: {},
     };
     res.setHeader(API_VERSION_HEADER, API_VERSION);
-    const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) ?? nextRequestId();
+    const requestId = requestIdOf(req, proxies);
     res.setHeader('X-Request-Id', requestId);
 
-    if (accessLines !== undefined) {
+    if (accessLines !== undefined || metrics !== undefined) {
       res.once('close', () => {
         const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-        accessLines.info(
+        metrics?.request(routeKind(path), req.method ?? 'GET', res.statusCode, durationMs / 1e3);
+        accessLines?.info(
           {
             requestId,
             method: req.method,

@@ -49,7 +49,11 @@ export async function openMetadataBackend(config: StevedoreConfig['metadata']): 
     case 'redis': {
       if (config.url === undefined) throw new Error('metadata.store redis needs metadata.url (redis://host:6379)');
       const { default: KeyvRedis } = await import('@keyv/redis');
-      return new KeyvRedis(config.url) as unknown as KeyvStoreAdapter;
+      const store = new KeyvRedis(config.url);
+      // node-redis emits 'error' on its client when the connection drops, and @keyv/redis does not listen:
+      // unheard, it would end the process. Passed on, keyv reports it as any failure of the store.
+      store.client.on('error', (err: unknown) => store.emit('error', err));
+      return store as unknown as KeyvStoreAdapter;
     }
     case 'postgres': {
       if (config.url === undefined) throw new Error('metadata.store postgres needs metadata.url (postgresql://user@host/db)');

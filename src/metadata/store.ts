@@ -28,6 +28,7 @@ const ERROR_LOG_INTERVAL_MS = 10_000;
 export class MetadataStore {
   private readonly keyv: Keyv;
   readonly now: () => number;
+  private pings = 0;
 
   constructor(options: MetadataOptions = {}) {
     this.keyv = new Keyv({ store: options.store ?? new Map(), namespace: options.namespace ?? 'stevedore' });
@@ -83,6 +84,19 @@ export class MetadataStore {
 
   async lastAccess(digest: string): Promise<number | undefined> {
     return (await this.keyv.get<number>(`access:${digest}`)) ?? undefined;
+  }
+
+  /**
+   * A write and a read back of this instance's own key (kept a minute), for
+   * /readyz: true only if the value came back. keyv turns a failing store
+   * into `false` and `undefined` rather than throwing; a store that never
+   * answers is left to the caller's timeout.
+   */
+  async ping(instance: string): Promise<boolean> {
+    const key = `health:${instance}`;
+    const token = `${this.now()}-${++this.pings}`;
+    if (!(await this.keyv.set(key, token, 60_000))) return false;
+    return (await this.keyv.get<string>(key)) === token;
   }
 
   async close(): Promise<void> {

@@ -1,10 +1,11 @@
 /**
  * pino loggers with stable field names. Credentials are redacted wherever
- * they could appear; `text` output is a one-line-per-event rendering of the
- * same records for people reading a terminal.
+ * they could appear; `text` (`log.formatter: text`) renders the same records
+ * through pino-pretty, one line per event, for people reading a terminal.
  */
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
+import { prettyFactory } from 'pino-pretty';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 export type { Logger };
@@ -35,22 +36,21 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(base, textStream(destination));
 }
 
-const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
-
+/**
+ * pino-pretty's formatter over the records pino has already redacted, one
+ * line per event, written as each record comes (not through a worker
+ * thread, so the last lines before an exit are not lost). Colours only on a terminal.
+ */
 function textStream(out: NodeJS.WritableStream): Writable {
+  const format = prettyFactory({
+    colorize: (out as { isTTY?: boolean }).isTTY === true,
+    translateTime: "UTC:yyyy-mm-dd'T'HH:MM:ss.l'Z'",
+    ignore: 'pid,hostname,service',
+    singleLine: true,
+  });
   return new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      try {
-        const record = JSON.parse(chunk.toString('utf8')) as Record<string, unknown>;
-        const { time, level, msg, service: _service, pid: _pid, hostname: _hostname, ...rest } = record;
-        const fields = Object.entries(rest)
-          .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
-          .join(' ');
-        const when = typeof time === 'number' ? new Date(time).toISOString() : '';
-        out.write(`${when} ${LEVELS[Number(level)] ?? String(level)} ${String(msg ?? '')}${fields ? ` ${fields}` : ''}\n`);
-      } catch {
-        out.write(chunk);
-      }
+      out.write(format(chunk.toString('utf8')));
       callback();
     },
   });

@@ -72,9 +72,11 @@ export class ProxyBlobs implements BlobService {
   async stat(digest: Digest): Promise<BlobDescriptor> {
     const descriptor = await this.cached(digest);
     if (descriptor !== undefined) {
+      this.ctx.hooks.metrics?.cache('blob', 'hit');
       this.ctx.touch(digest.value);
       return descriptor;
     }
+    this.ctx.hooks.metrics?.cache('blob', 'miss');
     // A HEAD does not fill: it only tells whether the upstream has the blob.
     return { digest, size: await this.confirm(digest), mediaType: MediaType.OctetStream };
   }
@@ -98,6 +100,7 @@ export class ProxyBlobs implements BlobService {
       if (stored === undefined) throw blobUnknown(digest.value);
       return this.serveStored(stored, range);
     }
+    this.ctx.hooks.metrics?.cache('blob', 'miss');
     this.ctx.touch(digest.value);
     const filling = { digest, size: fill.size, mediaType: MediaType.OctetStream };
     const resolved = range === undefined ? undefined : resolveRange(range, fill.size);
@@ -111,6 +114,12 @@ export class ProxyBlobs implements BlobService {
     const { digest } = descriptor;
     this.ctx.touch(digest.value);
     const resolved = range === undefined ? undefined : resolveRange(range, descriptor.size);
+    const { metrics } = this.ctx.hooks;
+    if (metrics !== undefined) {
+      // Counted as opened: what a client cuts short still counts as served.
+      metrics.cache('blob', 'hit');
+      metrics.bytes('cache', resolved === undefined ? descriptor.size : resolved.end - resolved.start + 1);
+    }
     return this.held(digest, async () => {
       const body = await this.ctx.local.storage.blobs.body(digest, resolved);
       return resolved === undefined ? { descriptor, ...body } : { descriptor, ...body, range: resolved };
@@ -164,6 +173,7 @@ export class ProxyBlobs implements BlobService {
       await this.confirm(digest);
       const fill = await running.started.catch(() => undefined);
       if (fill !== undefined && fill.state !== 'failed') {
+        this.ctx.hooks.metrics?.follower();
         void fill.done.then(
           () => local.storage.layers.link(this.name, digest),
           () => undefined,
@@ -174,6 +184,6 @@ export class ProxyBlobs implements BlobService {
     return fills.start(this.remote.blobs, this.ctx.upstream, this.name, digest, async (done) => {
       await local.storage.layers.link(done.repository, done.digest);
       this.ctx.caches.linkedBlobs.set(`${done.repository}@${done.digest.value}`, done.size);
-    }, this.ctx.policy.fill, client);
+    }, this.ctx.policy.fill, client, this.ctx.hooks.metrics);
   }
 }

@@ -16,6 +16,7 @@ import type { LocalRegistry } from '../storage/local.js';
 import type { RemoteRegistry, RemoteRepository } from '../upstream/remote.js';
 import type { FillLimits, FillRegistry } from './fill.js';
 import type { UpstreamReferrers } from './referrers.js';
+import type { CacheMetrics } from '../observability/metrics.js';
 
 export interface ProxyPolicy {
   /** How long a cached tag is served without asking the upstream, when no rule matches. */
@@ -42,6 +43,8 @@ export interface ProxyHooks {
     committed(digest: Digest, size: number): void;
     hold(digest: Digest): () => void;
   };
+  /** Cache hits and misses, blob bytes by source, fill followers (observability/metrics.ts). */
+  metrics?: CacheMetrics;
 }
 
 /** A manifest known to be linked in a repository, kept in memory so a warm HEAD touches no disk. */

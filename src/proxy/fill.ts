@@ -52,6 +52,14 @@ export interface FillOptions {
   log: Logger;
   /** storage.quota: refuses a blob too large for the cache before anything is written, counts what is committed. */
   quota?: FillQuota;
+  /** Per fill, from the caller (FillRegistry.start). */
+  metrics?: FillMetrics;
+}
+
+/** Bytes received from the upstream and followers joining, for metrics (ProxyHooks.metrics). */
+export interface FillMetrics {
+  bytes(source: 'upstream', n: number): void;
+  follower(): void;
 }
 
 export interface FillQuota {
@@ -115,7 +123,7 @@ export class BlobFill extends EventEmitter {
       for (;;) {
         let interruption: Error;
         try {
-          await this.copy(body);
+          await this.copy(body, options.metrics);
           if (this.ingest.size >= this.size) break;
           interruption = new Error(`upstream body ended early at ${this.ingest.size} of ${this.size} bytes`);
         } catch (err) {
@@ -155,8 +163,9 @@ export class BlobFill extends EventEmitter {
   }
 
   /** Writes an upstream body to the spool; a storage failure is a LocalWriteError. */
-  private async copy(body: Readable): Promise<void> {
+  private async copy(body: Readable, metrics: FillMetrics | undefined): Promise<void> {
     for await (const chunk of body as AsyncIterable<Buffer>) {
+      metrics?.bytes('upstream', chunk.byteLength);
       try {
         await this.ingest.write(chunk);
       } catch (err) {
@@ -355,10 +364,14 @@ export class FillRegistry {
     onCommit: (fill: BlobFill) => Promise<void>,
     limits?: FillLimits,
     client?: string,
+    metrics?: FillMetrics,
   ): Promise<BlobFill | undefined> {
     const key = `${upstream}@${digest.value}`;
     const existing = this.fills.get(key);
-    if (existing) return existing.started;
+    if (existing) {
+      metrics?.follower();
+      return existing.started;
+    }
     let release: Release;
     try {
       release = this.admission.admit(client);
@@ -370,7 +383,7 @@ export class FillRegistry {
       if (this.fills.get(key) === entry) this.fills.delete(key);
     };
     const options = limits === undefined ? this.options : { ...this.options, ...limits };
-    const launched = this.begin(remote, upstream, repository, digest, onCommit, options);
+    const launched = this.begin(remote, upstream, repository, digest, onCommit, metrics === undefined ? options : { ...options, metrics });
     const started = launched.then(
       (run) => {
         if (run === undefined) forget();

@@ -82,7 +82,9 @@ export class ProxyManifests implements ManifestService {
 
   /** The stored manifest by digest, fetched (and verified) first if it is not stored yet. */
   private async byDigestEntry(digest: Digest): Promise<HotManifest> {
-    return (await this.stored(digest)) ?? (await this.fetch(digestReference(digest)));
+    const stored = await this.stored(digest);
+    this.ctx.hooks.metrics?.cache('manifest', stored === undefined ? 'miss' : 'hit');
+    return stored ?? (await this.fetch(digestReference(digest)));
   }
 
   private async byDigest(reference: Reference & { kind: 'digest' }, request: ManifestRequest): Promise<ManifestContent> {
@@ -113,6 +115,7 @@ export class ProxyManifests implements ManifestService {
     const known = ctx.caches.hotTags.get(`${this.name}:${tag}`) ?? (await this.knownTag(tag));
     const cached = known === undefined ? undefined : await this.stored(known.digest);
     if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.tagTtl(tag)) {
+      ctx.hooks.metrics?.cache('manifest', 'hit');
       return this.answer(reference, cached, request);
     }
     let entry: HotManifest;
@@ -122,6 +125,7 @@ export class ProxyManifests implements ManifestService {
       const outage = isUpstreamOutage(err);
       if (!outage || cached === undefined) throw err;
       ctx.log.warn({ repository: this.name, tag, upstream: ctx.upstream, reason: err.message }, 'serving a stale tag: upstream unavailable');
+      ctx.hooks.metrics?.cache('manifest', 'hit');
       return this.answer(reference, cached, request, [staleWarning(ctx.upstream, err.code)]);
     }
     return this.answer(reference, entry, request);
@@ -153,7 +157,10 @@ export class ProxyManifests implements ManifestService {
     const announced = await this.remote.manifests.resolve(reference);
     let entry = announced === undefined ? undefined : cached?.digest.value === announced.value ? cached : await this.stored(announced);
     // Schema1 signatures differ from fetch to fetch: a GET collects the upstream's current ones.
-    if (entry === undefined || entry.mediaType === MediaType.DockerSchema1Signed) entry = await this.fetch(reference);
+    const fetching = entry === undefined || entry.mediaType === MediaType.DockerSchema1Signed;
+    // Once per refresh: requests sharing it (refreshTag) are not counted again.
+    this.ctx.hooks.metrics?.cache('manifest', fetching ? 'miss' : 'hit');
+    if (fetching || entry === undefined) entry = await this.fetch(reference);
     await this.recordTag(tag, entry.digest);
     return entry;
   }

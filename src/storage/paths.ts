@@ -22,6 +22,7 @@
  *
  *   <root>/stevedore/v1/fills/<upload id>              a fill under way: its repository name
  *   <root>/stevedore/v1/leases/<name>                  who holds a lease (sweep), until when
+ *   <root>/stevedore/v1/health/<instance>              /readyz's probe: written and deleted again
  *
  * so a restart finds interrupted fills without walking the repositories.
  * A link file holds the digest string (`sha256:…`), no newline.
@@ -61,7 +62,8 @@ export type PathSpec =
   | { kind: 'uploadDir'; name: RepositoryName; id: string }
   | { kind: 'fillsJournal' }
   | { kind: 'fillJournalEntry'; id: string }
-  | { kind: 'lease'; name: string };
+  | { kind: 'lease'; name: string }
+  | { kind: 'healthProbe'; instance: string };
 
 const digestPath = (d: Digest): string => `${d.algorithm}/${d.hex}`;
 const UPLOAD_ID = /^[A-Za-z0-9-]{1,64}$/;
@@ -125,5 +127,7 @@ export function pathFor(spec: PathSpec): string {
       return `${STEVEDORE_PREFIX}/fills/${uploadId(spec.id)}`;
     case 'lease':
       return `${STEVEDORE_PREFIX}/leases/${uploadId(spec.name)}`;
+    case 'healthProbe':
+      return `${STEVEDORE_PREFIX}/health/${uploadId(spec.instance)}`;
   }
 }

@@ -34,7 +34,8 @@ import type { Dispatcher } from 'undici';
 import { RegistryError } from '../registry/errors.js';
 import { parseRepositoryName } from '../registry/names.js';
 import { parseReference } from '../registry/reference.js';
-import { CircuitBreaker } from './breaker.js';
+import { CircuitBreaker, type BreakerState } from './breaker.js';
+import { outcomeOf, type UpstreamObserver } from '../observability/metrics.js';
 import { findChallenge, parseChallenges } from './challenge.js';
 import { createDispatcher } from './dispatcher.js';
 import { basicAuthorization, flattenHeaders, isAbort, networkReason, packageVersion, readLimited, withoutQuery } from './http.js';
@@ -79,6 +80,12 @@ export interface UpstreamClientOptions {
   version?: string;
   breaker?: { maxFails?: number; failTimeoutMs?: number };
   now?: () => number;
+  /**
+   * Told the outcome of every request (status class; `error` without an
+   * answer; `refused` by the breaker or rate limit, never sent) and its time
+   * to response headers: metrics (observability/metrics.ts).
+   */
+  observe?: UpstreamObserver;
 }
 
 type Scheme = { kind: 'basic' } | { kind: 'bearer'; realm: string; service?: string };
@@ -151,6 +158,11 @@ export class UpstreamClient {
     return this.rateLimit.current;
   }
 
+  /** The circuit breaker's state: closed (online), open (offline), half-open (a probe may go or is out). */
+  get breakerState(): BreakerState {
+    return this.breaker.state;
+  }
+
   /** True while the circuit breaker keeps requests from going out. */
   isOffline(): boolean {
     return this.breaker.isOpen();
@@ -163,16 +175,22 @@ export class UpstreamClient {
     // Names arrive as the upstream knows them: Docker Hub's `library/` is added by routing, once.
     const { repository } = req;
     const url = this.urlFor(repository, req);
+    const { observe } = this.options;
     const limited = this.rateLimit.refusal(req.kind, req.method);
-    if (limited !== undefined) throw limited;
+    if (limited !== undefined) {
+      observe?.(req.kind, 'refused', 0);
+      throw limited;
+    }
     const permit = this.breaker.allow();
     if (permit === undefined) {
+      observe?.(req.kind, 'refused', 0);
       const seconds = Math.max(1, Math.ceil(this.breaker.retryInMs() / 1000));
       throw new RegistryError('UNAVAILABLE', `upstream ${this.name} unreachable: offline after repeated failures, next attempt in ${seconds}s`, {
         retryAfter: String(seconds),
         detail: { upstream: this.name },
       });
     }
+    const started = observe === undefined ? 0n : process.hrtime.bigint();
     try {
       let exchange = await this.exchange(req, repository, url);
       if (RETRIED_STATUSES.has(exchange.status)) {
@@ -187,8 +205,11 @@ export class UpstreamClient {
         this.breaker.release(permit);
         this.checkBase();
       } else this.breaker.success(permit);
-      return await this.finish(req.method, exchange, url);
+      const response = await this.finish(req.method, exchange, url);
+      observe?.(req.kind, outcomeOf(response.status), Number(process.hrtime.bigint() - started) / 1e9);
+      return response;
     } catch (err) {
+      observe?.(req.kind, 'error', Number(process.hrtime.bigint() - started) / 1e9);
       if (err instanceof RegistryError && err.code === 'UNAVAILABLE') this.breaker.failure(err.message, permit);
       else if (err instanceof RegistryError && !isLocal(err)) this.breaker.success(permit); // the upstream (or its token server) answered
       else this.breaker.release(permit);

@@ -46,12 +46,13 @@ const table: [PathSpec, string][] = [
   [{ kind: 'fillsJournal' }, '/stevedore/v1/fills'],
   [{ kind: 'fillJournalEntry', id }, `/stevedore/v1/fills/${id}`],
   [{ kind: 'lease', name: 'sweep' }, '/stevedore/v1/leases/sweep'],
+  [{ kind: 'healthProbe', instance: 'a1b2c3d4-42' }, '/stevedore/v1/health/a1b2c3d4-42'],
 ];
 
 t.test('every path kind matches Distribution', async (t) => {
   for (const [spec, expected] of table) t.equal(pathFor(spec), expected, spec.kind);
   const kinds = new Set(table.map(([spec]) => spec.kind));
-  t.equal(kinds.size, 26, 'the table covers every kind of PathSpec');
+  t.equal(kinds.size, 27, 'the table covers every kind of PathSpec');
 });
 
 t.test('upload ids cannot smuggle path components', async (t) => {

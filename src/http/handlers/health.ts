@@ -1,10 +1,13 @@
-/** GET /healthz (the process answers) and GET /readyz (storage writable, metadata reachable; upstreams reported). */
+/**
+ * GET /healthz: the process answers (nothing is checked, so a liveness probe
+ * never restarts an instance that is only waiting on its storage).
+ * GET /readyz: 200 when storage is writable and the metadata store answers,
+ * 503 naming what failed; upstreams are reported in the body either way.
+ */
+import type { ReadinessSource } from '../../lifecycle/readiness.js';
 import type { RequestContext } from '../context.js';
 
-export interface HealthChecks {
-  /** Placeholder shape: the readiness report, built by the health checks. */
-  ready(): Promise<{ ready: boolean; checks: Record<string, unknown> }>;
-}
+export type HealthChecks = ReadinessSource;
 
 function json(ctx: RequestContext, status: number, body: unknown): void {
   const payload = Buffer.from(JSON.stringify(body));
@@ -12,12 +15,11 @@ function json(ctx: RequestContext, status: number, body: unknown): void {
   ctx.res.end(ctx.head ? undefined : payload);
 }
 
-export async function serveHealth(ctx: RequestContext, checks: HealthChecks): Promise<void> {
-  void checks;
+export async function serveHealth(ctx: RequestContext, _checks: HealthChecks): Promise<void> {
   json(ctx, 200, { status: 'ok' });
 }
 
 export async function serveReady(ctx: RequestContext, checks: HealthChecks): Promise<void> {
   const report = await checks.ready();
-  json(ctx, report.ready ? 200 : 503, report);
+  json(ctx, report.ready ? 200 : 503, { status: report.ready ? 'ready' : 'unready', ...report });
 }
