@@ -141,7 +141,7 @@ export function snapshotStevedore() {
  * `close()`). With `accessLog`, `log.level: info` and the access log on (JSON
  * lines on stdout, here a file); without, `warn` and no access log.
  * @param {string} remoteUrl @param {string} [build] a `snapshotStevedore()` root; default the repository
- * @param {{accessLog?: boolean, storage?: string, pollMs?: number}} [opts]
+ * @param {{accessLog?: boolean, storage?: string, pollMs?: number, extra?: object}} [opts] `extra`: top-level config keys added
  */
 export function startStevedore(remoteUrl, build = REPO_ROOT, opts = {}) {
   return start(
@@ -155,6 +155,7 @@ export function startStevedore(remoteUrl, build = REPO_ROOT, opts = {}) {
         storage: { filesystem: { rootdirectory: storage } },
         log: opts.accessLog ? { level: 'info', accesslog: { disabled: false } } : { level: 'warn', accesslog: { disabled: true } },
         proxy: { remoteurl: remoteUrl, tagttl: '5m' },
+        ...(opts.extra ?? {}),
       }
       const bin = join(build, 'bin/stevedore')
       return { storage, config, command: process.execPath, args: path => [bin, 'serve', path], stdoutFile: join(dir, 'access.log') }
