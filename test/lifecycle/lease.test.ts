@@ -61,7 +61,10 @@ t.test('losing the race at the read-back, and losing the lease later', async t =
   await t.rejects(racing, /sweep lease is held by other-host-1 \(eviction\)/, 'the later writer wins')
 
   await driver.delete(path)
-  const lease = await acquireLease(driver, 'sweep', 'gc', { settleMs: 1, ttlMs: 60 })
+  // ttl 600 ms: the first renewal (a read, then a write) is due in 200 ms, so none is in flight
+  // while the takeover is written (one that were could write its record back over it: the
+  // driver has no compare-and-swap, see lease.ts).
+  const lease = await acquireLease(driver, 'sweep', 'gc', { settleMs: 1, ttlMs: 600 })
   // Someone took it over (e.g. after a stall longer than the ttl): the next renewal notices.
   await driver.putContent(path, JSON.stringify({ holder: 'other-host-2', purpose: 'gc', expires: Date.now() + 60_000 }))
   // (the renewal timer is unref'd: a ref'd deadline keeps this test process alive meanwhile)
