@@ -183,7 +183,7 @@ export class StatusDocuments {
       url: publicUrl(u.url),
       hosts: [...u.hosts],
       namespace: u.namespace,
-      breaker: u.client === undefined ? 'none' : u.client.isOffline() ? 'open' : 'closed',
+      breaker: u.client === undefined ? 'none' : u.client.breakerState,
       healthy: u.client === undefined ? null : !u.client.isOffline(),
       rateLimit: u.client === undefined ? null : { ...u.client.rateLimitState },
     }));
