@@ -55,8 +55,10 @@ t.test('a garbled record counts as free', async t => {
 t.test('losing the race at the read-back, and losing the lease later', async t => {
   const driver = new FilesystemDriver(t.testdir())
   // Another process writes its record while we settle: we read it back and back off.
-  const racing = acquireLease(driver, 'sweep', 'gc', { settleMs: 50 })
-  await new Promise(resolve => setTimeout(resolve, 10))
+  const racing = acquireLease(driver, 'sweep', 'gc', { settleMs: 2000 })
+  // Written once our record is there (within the settle), however loaded the machine is.
+  const writtenBy = Date.now() + 1500
+  while (!(await driver.stat(path)) && Date.now() < writtenBy) await new Promise(resolve => setTimeout(resolve, 5))
   await driver.putContent(path, JSON.stringify({ holder: 'other-host-1', purpose: 'eviction', expires: Date.now() + 60_000 }))
   await t.rejects(racing, /sweep lease is held by other-host-1 \(eviction\)/, 'the later writer wins')
 
