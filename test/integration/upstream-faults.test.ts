@@ -130,8 +130,10 @@ t.test('kill -9 mid-fill: the restart removes the spool, and the pull then succe
 
   upstream.fault = 'none'
   const second = await startStevedore(t, { configPath: first.configPath })
-  await until('the restart removed the spool', async () => (await uploadsLeft(root)).length === 0)
-  const recovery = second.logRecords().find(r => r.msg === 'removed what an interrupted run left behind: fill spools and temp files')
+  const recovered = () => second.logRecords().find(r => r.msg === 'removed what an interrupted run left behind: fill spools and temp files')
+  // The line is logged after the removal, and reaches us through a pipe: wait for both.
+  await until('the restart removed the spool', async () => (await uploadsLeft(root)).length === 0 && recovered() !== undefined)
+  const recovery = recovered()
   t.match(recovery, { spools: 1 }, 'the restart says what it removed')
   t.ok(Number(recovery?.bytes) >= Math.floor(big.content.length / 2), `and how many bytes (${String(recovery?.bytes)})`)
 
