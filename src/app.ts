@@ -33,6 +33,13 @@ import { Readiness } from './lifecycle/readiness.js';
 import { StatusDocuments, trafficFromMetrics } from './http/status.js';
 import { packageVersion } from './upstream/http.js';
 import type { LocalStorage } from './storage/local.js';
+import { HostedRegistry } from './storage/hosted.js';
+import type { UploadHooks } from './storage/upload-sessions.js';
+import { accessMatcher } from './routing/patterns.js';
+
+/** True when some repositories are hosted (pushed to): a plain registry, or `hosted` patterns beside upstreams. */
+export const hostsRepositories = (config: StevedoreConfig): boolean =>
+  (config.proxy === undefined && config.upstreams.length === 0) || config.hosted.length > 0;
 
 /** Sweeps for expired content every tenth of the ttl, at least every hour and at most every minute. */
 export const sweepInterval = (ttlMs: number): number => Math.min(Math.max(ttlMs / 10, 60_000), 3_600_000);
@@ -103,9 +110,18 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
   const local = new LocalRegistry(driver, { manifestCacheBytes: config.cache.manifests.maxSize, platform: config.defaultPlatform });
   const upstreams = config.proxy === undefined ? config.upstreams : [config.proxy, ...config.upstreams];
+  const hostedOptions = {
+    deletes: config.storage.delete.enabled,
+    readonly: config.storage.maintenance.readonly,
+    maxManifestBytes: config.limits.manifestBytes,
+  };
   if (upstreams.length === 0) {
-    return { routing: new Routing({ upstreams: [], local, unknownNs: config.routing.unknownNs }), driver, storage: local.storage, close: async () => undefined };
+    // A plain registry (Distribution without proxy mode): every repository is hosted.
+    const hosted = new HostedRegistry(local, hostedOptions);
+    return { routing: new Routing({ upstreams: [], local: hosted, unknownNs: config.routing.unknownNs }), driver, storage: local.storage, close: async () => undefined };
   }
+  const hostedRoute = (hooks?: UploadHooks) =>
+    config.hosted.length === 0 ? {} : { hosted: { registry: new HostedRegistry(local, { ...hostedOptions, ...(hooks === undefined ? {} : { hooks }) }), patterns: config.hosted } };
   if (config.offline) {
     // proxy.offline: names route to the same storage names as online, but local storage serves them all:
     // no upstream client, fill or metadata, so a miss is MANIFEST_UNKNOWN / BLOB_UNKNOWN; and no expiry,
@@ -116,6 +132,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
       ...(config.proxy === undefined || head === undefined ? {} : { defaultUpstream: head }),
       upstreams: config.proxy === undefined ? offline : rest,
       local,
+      ...hostedRoute(),
       unknownNs: config.routing.unknownNs,
     });
     return { routing, driver, storage: local.storage, close: async () => undefined };
@@ -143,8 +160,8 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
       : new QuotaKeeper(
           local.storage,
           access,
-          // Read-only storage: counted, never evicted from.
-          { ...config.storage.quota, persistent: config.metadata.store !== 'memory', auto: !config.storage.maintenance.readonly, ...options.quota },
+          // Read-only storage: counted, never evicted from. Hosted repositories are pinned: never evicted.
+          { ...config.storage.quota, pin: [...config.storage.quota.pin, ...config.hosted], persistent: config.metadata.store !== 'memory', auto: !config.storage.maintenance.readonly, ...options.quota },
           log.child({ task: 'quota' }),
           () => {
             caches.clear();
@@ -199,11 +216,13 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     ...(config.proxy === undefined ? {} : { defaultUpstream: routed[0] as RoutedUpstream }),
     upstreams: config.proxy === undefined ? routed : routed.slice(1),
     local,
+    ...hostedRoute(quota === undefined ? undefined : { committed: (digest, size) => quota.committed(digest, size) }),
     unknownNs: config.routing.unknownNs,
   });
   let sweeper: ExpirySweeper | undefined;
   if (first.ttlMs > 0) {
-    sweeper = new ExpirySweeper(local.storage, metadata, { ttlMs: first.ttlMs, pulls: access }, log.child({ task: 'expiry' }), (report) => {
+    const hostedNames = config.hosted.length === 0 ? undefined : accessMatcher(config.hosted, []);
+    sweeper = new ExpirySweeper(local.storage, metadata, { ttlMs: first.ttlMs, pulls: access, ...(hostedNames === undefined ? {} : { keep: hostedNames }) }, log.child({ task: 'expiry' }), (report) => {
       caches.clear();
       quota?.freed(report.bytesFreed);
     });
@@ -374,7 +393,9 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
       prefix: config.http.prefix,
       ...(config.http.tls ? { tls: config.http.tls } : {}),
       trustedProxies: config.http.trustedProxies,
-      timeouts: config.http.timeouts,
+      // A blob upload takes as long as it takes: with hosted repositories a request body is bounded by
+      // http.timeouts.idle (no progress), not by http.timeouts.request.
+      timeouts: hostsRepositories(config) ? { ...config.http.timeouts, requestMs: 0 } : config.http.timeouts,
       limits: config.limits,
       requestRate: { rate: config.limits.requestRate, burst: config.limits.requestBurst },
       ...(metrics === undefined ? {} : { metrics }),

@@ -195,7 +195,8 @@ export class Gate {
   /** Throws unless `caller` may do `action` on the repository. */
   authorize(caller: Caller, target: RepositoryTarget, action: Action, origin: ClientOrigin): void {
     // The scope clients should ask for: the name they use, unless `ns` made it ambiguous.
-    const scope = { type: 'repository', name: target.ns ? target.stored : target.url, action };
+    // A push needs pull too (a client checks what exists before it uploads), as Distribution asks.
+    const scope = { type: 'repository', name: target.ns ? target.stored : target.url, action: action === 'push' ? 'pull,push' : action };
     if (caller.rejected !== undefined) throw this.unauthorized(origin, `invalid token: ${caller.rejected}`, scope, 'invalid_token');
     if (caller.grants !== undefined) {
       const ok = granted(caller.grants, 'repository', target.stored, action) || (!target.ns && granted(caller.grants, 'repository', target.url, action));
@@ -203,6 +204,10 @@ export class Gate {
     }
     if (this.rules.allows(caller, target.stored, action)) return;
     if (caller.via === 'anonymous') throw this.unauthorized(origin, 'authentication required', scope);
+    // A caller who may see the repository learns nothing from being told it may not change it.
+    if (action !== 'pull' && this.rules.allows(caller, target.stored, 'pull')) {
+      throw new RegistryError('DENIED', `requested access to the resource is denied: ${action} is not granted on this repository`, { detail: { name: target.url, action } });
+    }
     // Refused to someone who is logged in: the answer for a repository that does not exist,
     // without even the name, so an existing and a missing one answer byte for byte alike.
     throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry');

@@ -4,8 +4,9 @@
  * caller by user name, by group (`group:ci`: from the groups file, or a
  * bearer token's groups claim), or `anonymous: true` for everyone, callers
  * who sent no credentials included. The first rule matching the repository
- * and the caller decides by its actions (`actions: []` denies). Without rules, an authenticated caller may pull
- * everything and an anonymous one nothing (Distribution's behaviour).
+ * and the caller decides by its actions (`actions: []` denies). Without rules, an authenticated caller may do
+ * everything (pull, and push and delete where repositories are hosted) and an anonymous one nothing
+ * (Distribution's behaviour).
  */
 import { parse } from 'yaml';
 import type { AccessRule, Action } from '../config/types.js';
@@ -68,8 +69,9 @@ export class AccessRules {
 
   /** Whether `caller` (its groups from the file and its token) may do `action` on repository `name`. */
   allows(caller: Caller, name: string, action: Action): boolean {
-    // No rules: whoever authenticated may pull (a token need not name a subject).
-    if (this.rules === undefined) return caller.via !== 'anonymous' && action === 'pull';
+    // No rules: whoever authenticated may do anything, as in Distribution (a token's grants still bound it;
+    // proxied repositories take no writes anyway). A token need not name a subject.
+    if (this.rules === undefined) return caller.via !== 'anonymous';
     for (const rule of this.rules) {
       if (!rule.repositories.some((p) => p.test(name))) continue;
       if (!this.covers(rule, caller)) continue;

@@ -69,6 +69,7 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     metadata: { ...buildMetadata(str, log), maxSize: num('metadata.maxsize') },
     defaultPlatform: buildPlatform(str('defaultplatform') ?? 'linux/amd64', log),
     upstreams: [],
+    hosted: buildHosted(get, log),
     routing: { unknownNs: str('routing.unknownns') === 'default' ? 'default' : 'reject' },
     cache: {
       manifests: { maxEntries: num('cache.manifests.maxentries'), maxSize: num('cache.manifests.maxsize') },
@@ -113,6 +114,16 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     log.error('access', 'rules need an auth provider (auth.htpasswd or auth.token) to tell callers apart');
   }
   return config;
+}
+
+/** `hosted`: repository patterns, as `allow`/`deny` write them. */
+function buildHosted(get: (path: string) => Value | undefined, log: NoticeLog): string[] {
+  const value = get('hosted');
+  const patterns = Array.isArray(value) ? value.filter((x): x is string => typeof x === 'string') : [];
+  for (const pattern of patterns) {
+    if (!/^[a-z0-9._\-/*]+$/.test(pattern)) log.error('hosted', `"${pattern}" is not a repository pattern (name characters, "*" within a component, "**" across components)`);
+  }
+  return patterns;
 }
 
 type Str = (path: string) => string | undefined;

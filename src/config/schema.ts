@@ -231,6 +231,8 @@ export const SCHEMA: readonly SchemaEntry[] = [
   extension('metadata.namespace', 'string', { default: 'stevedore' }),
   extension('metadata.maxsize', 'size', { min: 1024, default: '64MiB' }),
 
+  extension('hosted', 'strings'),
+
   extension('cache', 'section'),
   extension('cache.manifests', 'section'),
   extension('cache.manifests.maxentries', 'int', { min: 1, default: '10000' }),

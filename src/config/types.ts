@@ -125,6 +125,11 @@ export interface StevedoreConfig {
   proxy?: UpstreamConfig;
   /** Extension `upstreams:`: the other upstreams, in the order written. */
   upstreams: UpstreamConfig[];
+  /**
+   * Repository patterns of hosted repositories (pushed here, never proxied).
+   * Without upstreams every repository is hosted and this is not consulted.
+   */
+  hosted: string[];
   /** Extension `routing:`. */
   routing: {
     /** An `?ns=` naming no configured upstream: 'reject' (404 NAME_UNKNOWN) or 'default' (served by the default upstream). */

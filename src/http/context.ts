@@ -2,8 +2,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RepositoryName } from '../registry/names.js';
-import type { Repository } from '../registry/services.js';
-import type { Routing } from '../routing/routes.js';
+import { isWritable, type Repository, type RepositoryWriter } from '../registry/services.js';
+import { RegistryError } from '../registry/errors.js';
+import type { RequestScope, Routing } from '../routing/routes.js';
 import type { Origin } from './forwarded.js';
 import type { Action } from '../config/types.js';
 import type { Caller } from '../auth/caller.js';
@@ -39,6 +40,10 @@ export interface RequestContext {
   fields: AccessFields;
   /** Body bytes of a streamed response (a blob) that reached the socket, for the access log. */
   streamed?: { bytes: number };
+  /** http.prefix ('' at the root), for the URLs the registry hands out (`Location`). */
+  prefix: string;
+  /** limits.manifestbytes: the largest manifest body read. */
+  maxManifestBytes: number;
 }
 
 /**
@@ -47,6 +52,11 @@ export interface RequestContext {
  * storage namespace, policy); its storage name and upstream go to the access log.
  */
 export function repositoryOf(ctx: RequestContext, name: RepositoryName, action: Action = 'pull'): Repository {
+  const scope = scopeOf(ctx, name, action);
+  return scope.registry.repository(scope.name);
+}
+
+function scopeOf(ctx: RequestContext, name: RepositoryName, action: Action): RequestScope {
   const ns = ctx.query.get('ns');
   const scope = ctx.routing.resolve(name, ns);
   ctx.fields.repository = scope.name;
@@ -54,8 +64,28 @@ export function repositoryOf(ctx: RequestContext, name: RepositoryName, action: 
   if (scope.upstream !== undefined) ctx.fields.upstream = scope.upstream;
   // Decided on names alone, before anything looks at what exists.
   ctx.gate?.authorize(ctx.caller, { url: name, stored: scope.name, ns: ns !== null && ns !== '' }, action, ctx.origin);
-  return scope.registry.repository(scope.name);
+  return scope;
 }
+
+/**
+ * The write side of a hosted repository, for a caller allowed `action`
+ * (push or delete) there; UNSUPPORTED (405) for a proxied one, whose
+ * content is its upstream's, as Distribution's proxy mode answers.
+ */
+export function writerOf(ctx: RequestContext, name: RepositoryName, action: Action, what: string): { writer: RepositoryWriter; stored: RepositoryName } {
+  const scope = scopeOf(ctx, name, action);
+  if (!isWritable(scope.registry)) {
+    const why =
+      scope.upstream === undefined
+        ? 'only hosted repositories can be written (see the hosted setting)'
+        : `${scope.name} is a cache of upstream ${scope.upstream}: only hosted repositories can be written (see the hosted setting)`;
+    throw new RegistryError('UNSUPPORTED', `${what} is unsupported here: ${why}`, { detail: { name: scope.name } });
+  }
+  return { writer: scope.registry.writer(scope.name), stored: scope.name };
+}
+
+/** Where a resource of `name` (as the client wrote it) lives, for `Location` headers. */
+export const locationOf = (ctx: RequestContext, name: RepositoryName, rest: string): string => `${ctx.prefix}/v2/${name}/${rest}`;
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 export const API_VERSION = 'registry/2.0';

@@ -12,13 +12,14 @@ export type Route =
   | { kind: 'tags'; name: RepositoryName }
   | { kind: 'manifest'; name: RepositoryName; reference: string }
   | { kind: 'blob'; name: RepositoryName; digest: string }
-  | { kind: 'upload'; name: RepositoryName }
+  /** `/blobs/uploads/` (id '') or an upload session `/blobs/uploads/<id>`. */
+  | { kind: 'upload'; name: RepositoryName; id: string }
   | { kind: 'referrers'; name: RepositoryName; digest: string };
 
 const MAX_PATH = 2048;
 const TAGS = /^\/v2\/(.+)\/tags\/list$/;
 const MANIFEST = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
-const UPLOAD = /^\/v2\/(.+)\/blobs\/uploads(?:\/[^/]*)?$/;
+const UPLOAD = /^\/v2\/(.+)\/blobs\/uploads(?:\/([^/]*))?$/;
 const BLOB = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
 const REFERRERS = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
 
@@ -34,7 +35,7 @@ export function route(path: string): Route {
   match = MANIFEST.exec(path);
   if (match) return { kind: 'manifest', name: parseRepositoryName(match[1] ?? ''), reference: match[2] ?? '' };
   match = UPLOAD.exec(path);
-  if (match) return { kind: 'upload', name: parseRepositoryName(match[1] ?? '') };
+  if (match) return { kind: 'upload', name: parseRepositoryName(match[1] ?? ''), id: match[2] ?? '' };
   match = REFERRERS.exec(path);
   if (match) return { kind: 'referrers', name: parseRepositoryName(match[1] ?? ''), digest: match[2] ?? '' };
   match = BLOB.exec(path);

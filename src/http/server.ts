@@ -7,14 +7,16 @@ import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
+import { MAX_MANIFEST_SIZE } from '../registry/manifest.js';
 import type { Routing } from '../routing/routes.js';
 import type { LimitsConfig, StevedoreConfig, TlsConfig } from '../config/types.js';
 import { TrustedProxies } from './forwarded.js';
 import { API_VERSION, API_VERSION_HEADER, type RequestContext } from './context.js';
 import { toRegistryError, writeError } from './errcode.js';
-import { getBlob, headBlob } from './handlers/blobs.js';
+import { deleteBlob, getBlob, headBlob } from './handlers/blobs.js';
+import { handleUpload } from './handlers/uploads.js';
 import { listCatalog, listTags } from './handlers/listing.js';
-import { getManifest } from './handlers/manifests.js';
+import { deleteManifest, getManifest, putManifest } from './handlers/manifests.js';
 import { listReferrers } from './handlers/referrers.js';
 import { route } from './router.js';
 import { RequestRateLimiter } from './ratelimit.js';
@@ -43,8 +45,8 @@ export interface ServerOptions {
   trustedProxies?: readonly string[];
   /** Connection timeouts (http.timeouts); defaults as in the config reference. */
   timeouts?: StevedoreConfig['http']['timeouts'];
-  /** Header limits (limits.headerbytes, limits.headers). */
-  limits?: Pick<LimitsConfig, 'headerBytes' | 'headers'>;
+  /** Header limits (limits.headerbytes, limits.headers); limits.manifestbytes for pushed manifests. */
+  limits?: Pick<LimitsConfig, 'headerBytes' | 'headers'> & Partial<Pick<LimitsConfig, 'manifestBytes'>>;
   /** Per-client request rate (limits.requestrate, limits.requestburst); off when absent or the rate is 0. */
   requestRate?: { rate: number; burst: number };
   /** Request counts and latency by route kind (observability/metrics.ts); off when absent. */
@@ -54,10 +56,10 @@ export interface ServerOptions {
 export const DEFAULT_TIMEOUTS: StevedoreConfig['http']['timeouts'] = { headersMs: 10_000, requestMs: 60_000, idleMs: 120_000, keepAliveMs: 65_000 };
 export const DEFAULT_HEADER_LIMITS: Pick<LimitsConfig, 'headerBytes' | 'headers'> = { headerBytes: 16 * 1024, headers: 100 };
 
-const methodNotAllowed = (method: string): RegistryError =>
-  new RegistryError('UNSUPPORTED', `${method} is not supported: this registry is a read-only pull-through cache`, {
-    detail: { method },
-  });
+const methodNotAllowed = (method: string, allowed: string): RegistryError =>
+  new RegistryError('METHOD_NOT_ALLOWED', `${method} is not allowed on this endpoint (allowed: ${allowed})`, { detail: { method } });
+
+const READS = 'GET, HEAD';
 
 async function dispatch(ctx: RequestContext): Promise<void> {
   const method = ctx.req.method ?? 'GET';
@@ -73,7 +75,13 @@ async function dispatch(ctx: RequestContext): Promise<void> {
   const guarded = operations === undefined ? undefined : guardedEndpoint(ctx, operations);
   if (guarded !== undefined) return guarded;
   const target = route(ctx.path);
-  if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method);
+  const read = method === 'GET' || method === 'HEAD';
+  // Writes are decided by the handlers: only hosted repositories take them (UNSUPPORTED elsewhere).
+  if (target.kind === 'upload') return handleUpload(ctx, target.name, target.id);
+  if (target.kind === 'manifest' && method === 'PUT') return putManifest(ctx, target.name, target.reference);
+  if (target.kind === 'manifest' && method === 'DELETE') return deleteManifest(ctx, target.name, target.reference);
+  if (target.kind === 'blob' && method === 'DELETE') return deleteBlob(ctx, target.name, target.digest);
+  if (!read) throw methodNotAllowed(method, target.kind === 'manifest' ? `${READS}, PUT, DELETE` : target.kind === 'blob' ? `${READS}, DELETE` : READS);
   switch (target.kind) {
     case 'base':
       gate?.authorizeBase(ctx.caller, ctx.origin);
@@ -90,8 +98,6 @@ async function dispatch(ctx: RequestContext): Promise<void> {
       return ctx.head ? headBlob(ctx, target.name, target.digest) : getBlob(ctx, target.name, target.digest);
     case 'referrers':
       return listReferrers(ctx, target.name, target.digest);
-    case 'upload':
-      throw methodNotAllowed(`${method} on blob uploads`);
   }
 }
 
@@ -158,6 +164,7 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
   const encrypted = options.tls !== undefined;
   const limiter = options.requestRate !== undefined && options.requestRate.rate > 0 ? new RequestRateLimiter(options.requestRate) : undefined;
   const maxHeaders = (options.limits ?? DEFAULT_HEADER_LIMITS).headers;
+  const maxManifestBytes = options.limits?.manifestBytes ?? MAX_MANIFEST_SIZE;
   return (req, res) => {
     const started = process.hrtime.bigint();
     const url = req.url ?? '/';
@@ -177,6 +184,8 @@ export function createRequestHandler(options: ServerOptions): (req: IncomingMess
       caller: ANONYMOUS,
       log,
       fields: {},
+      prefix,
+      maxManifestBytes,
     };
     res.setHeader(API_VERSION_HEADER, API_VERSION);
     const requestId = requestIdOf(req, proxies);

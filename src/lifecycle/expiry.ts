@@ -57,6 +57,8 @@ export interface ExpiryOptions {
   /** Unlinked blob data younger than this is never deleted. */
   graceMs?: number;
   dryRun?: boolean;
+  /** Repositories that never expire (hosted ones): everything they link is kept. */
+  keep?: (repository: string) => boolean;
 }
 
 export class ExpirySweeper {
@@ -190,14 +192,15 @@ export class ExpirySweeper {
   private async sweepRepository(name: RepositoryName, report: SweepReport, stillLinked: Set<string>): Promise<void> {
     // Kept: revisions pulled within the ttl, and what kept ones need (mark.ts): index children,
     // subjects, and the blobs they reference (schema1 signatures too), which stay whatever their links say.
+    const hosted = this.options.keep?.(name) === true;
     const marked = await markRepository(this.storage, name, {
-      root: async (digest) => !(await this.manifestExpired(name, digest)),
+      root: async (digest) => hosted || !(await this.manifestExpired(name, digest)),
       referrers: false,
     });
     const { kept, blobs: referencedBlobs } = marked;
     for (const blob of referencedBlobs) stillLinked.add(blob);
 
-    for (const tag of await children(this.driver, pathFor({ kind: 'tagsRoot', name }))) {
+    for (const tag of hosted ? [] : await children(this.driver, pathFor({ kind: 'tagsRoot', name }))) {
       const current = await readLink(this.driver, pathFor({ kind: 'tagCurrentLink', name, tag: tag as Tag }));
       if (current !== undefined && !kept.has(current.value)) {
         report.tagsRemoved += 1;
@@ -215,7 +218,7 @@ export class ExpirySweeper {
       if (!this.options.dryRun) await this.options.pulls?.forget([{ repository: name, digest: digest.value }]);
     }
     for (const digest of await linkedDigests(this.driver, pathFor({ kind: 'layersRoot', name }))) {
-      if (referencedBlobs.has(digest.value) || !(await this.expired(digest))) {
+      if (hosted || referencedBlobs.has(digest.value) || !(await this.expired(digest))) {
         stillLinked.add(digest.value);
         continue;
       }

@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Digest } from './digest.js';
-import type { RepositoryName } from './names.js';
+import type { RepositoryName, Tag } from './names.js';
 import type { Reference } from './reference.js';
 import type { RangeSpec, ResolvedRange } from './range.js';
 import type { ReferrerDescriptor } from './referrers.js';
@@ -101,3 +101,69 @@ export interface Registry {
   /** Repository names in lexical order, after `last` if given, at most `limit`. */
   catalog(limit: number, last?: string): Promise<string[]>;
 }
+
+/** An upload session's state: what a client is told in `Range` and `Location`. */
+export interface UploadStatus {
+  id: string;
+  /** Bytes received so far. */
+  size: number;
+}
+
+/** A request body to write: the bytes, and what the client said about them. */
+export interface UploadChunk {
+  body: AsyncIterable<Uint8Array>;
+  /** `Content-Range` start: where the client says the chunk begins (416 when it is not the current size). */
+  start?: number;
+  /** `Content-Length`, when the client sent one: a body of another length is refused. */
+  length?: number;
+}
+
+/** Blob uploads in one repository (Distribution's `_uploads/<id>/`). */
+export interface UploadService {
+  /** Opens a session; `Location` is built from its id. */
+  create(): Promise<UploadStatus>;
+  /** Throws BLOB_UPLOAD_UNKNOWN. */
+  status(id: string): Promise<UploadStatus>;
+  /** Appends a chunk; throws RANGE_INVALID when it does not start where the upload ends. */
+  append(id: string, chunk: UploadChunk): Promise<UploadStatus>;
+  /**
+   * Appends the last chunk (if any), verifies the whole upload against
+   * `digest` and commits it as a blob linked in the repository. The session
+   * is gone afterwards, whatever the outcome (DIGEST_INVALID on a mismatch).
+   */
+  finish(id: string, digest: Digest, chunk?: UploadChunk): Promise<BlobDescriptor>;
+  /** Throws BLOB_UPLOAD_UNKNOWN. */
+  cancel(id: string): Promise<void>;
+}
+
+export interface PushedManifest {
+  digest: Digest;
+  /** The manifest's `subject`, for the `OCI-Subject` header. */
+  subject?: Digest;
+}
+
+/**
+ * The write side of a hosted repository. Only hosted repositories have one:
+ * a proxied repository's content is the upstream's.
+ */
+export interface RepositoryWriter {
+  readonly uploads: UploadService;
+  /** Links a blob `from` (a repository name in storage) already holds; undefined when it holds none. */
+  mount(digest: Digest, from: RepositoryName): Promise<BlobDescriptor | undefined>;
+  /** Validates and stores a manifest, tagging it when the reference is a tag. */
+  putManifest(reference: Reference, payload: Buffer, contentType: string | undefined): Promise<PushedManifest>;
+  /** Unlinks a revision and every tag pointing at it; throws MANIFEST_UNKNOWN, or UNSUPPORTED when deletes are off. */
+  deleteManifest(digest: Digest): Promise<void>;
+  /** Removes a tag (its revisions stay); throws MANIFEST_UNKNOWN, or UNSUPPORTED. */
+  deleteTag(tag: Tag): Promise<void>;
+  /** Unlinks a blob from the repository; throws BLOB_UNKNOWN, or UNSUPPORTED. */
+  deleteBlob(digest: Digest): Promise<void>;
+}
+
+/** A registry whose repositories can be written (hosted repositories). */
+export interface WritableRegistry extends Registry {
+  writer(name: RepositoryName): RepositoryWriter;
+}
+
+export const isWritable = (registry: Registry): registry is WritableRegistry =>
+  typeof (registry as Partial<WritableRegistry>).writer === 'function';

@@ -12,6 +12,12 @@
  *   3. otherwise the default upstream (`proxy.*`), where a single-segment
  *      name means `library/<name>` on Docker Hub; without one, local storage.
  *
+ * Hosted repositories (`hosted:` patterns) are tried first, on the name as
+ * written, when no `ns` names an upstream: they are served and written by
+ * the hosted registry and never reach an upstream. No upstream may store
+ * under a hosted name either (its cache would mix with what is pushed), so
+ * a route that would is DENIED.
+ *
  * Hosts are keys into the configured upstreams, never hosts to connect to:
  * an `ns` naming no configured upstream is NAME_UNKNOWN (or, with
  * `routing.unknownns: default`, the default upstream's) and opens nothing.
@@ -58,8 +64,10 @@ export interface RoutingOptions {
   /** The upstream of `proxy.*`, serving names no host routes elsewhere. */
   defaultUpstream?: RoutedUpstream;
   upstreams: readonly RoutedUpstream[];
-  /** What serves names when there is no default upstream. */
+  /** What serves names when there is no default upstream (a plain registry: the hosted one). */
   local: Registry;
+  /** Hosted repositories beside the upstreams: their patterns and the registry that holds them. */
+  hosted?: { registry: Registry; patterns: readonly string[] };
   unknownNs: 'reject' | 'default';
 }
 
@@ -68,8 +76,11 @@ export class Routing {
   /** Storage namespaces of the upstreams other than the default: names the default upstream cannot store. */
   private readonly namespaces = new Map<string, string>();
   private readonly fallback: Route | undefined;
+  private readonly hosted: RepositoryMatcher | undefined;
 
   constructor(private readonly options: RoutingOptions) {
+    const hosted = options.hosted;
+    this.hosted = hosted === undefined || hosted.patterns.length === 0 ? undefined : accessMatcher(hosted.patterns, []);
     const all = options.defaultUpstream === undefined ? options.upstreams : [options.defaultUpstream, ...options.upstreams];
     for (const upstream of all) {
       const route = { upstream, allowed: accessMatcher(upstream.allow, upstream.deny) };
@@ -90,11 +101,13 @@ export class Routing {
    * unconfigured `ns`, DENIED for a repository the upstream's patterns refuse.
    */
   resolve(path: RepositoryName, ns: string | null): RequestScope {
+    const explicit = ns !== null && ns !== '';
+    if (this.hosted !== undefined && !explicit && this.hosted(path)) return { registry: (this.options.hosted as { registry: Registry }).registry, name: path };
     const slash = path.indexOf('/');
     const first = slash < 0 ? undefined : path.slice(0, slash);
     let route: Route | undefined;
     let remote: string = path;
-    if (ns !== null && ns !== '') {
+    if (explicit) {
       route = this.byHost.get(ns.toLowerCase());
       if (route === undefined) {
         if (this.options.unknownNs !== 'default' || this.fallback === undefined) {
@@ -130,6 +143,11 @@ export class Routing {
     // Valid parts joined stay valid (namespaces are host names, checked at startup); only the length can grow.
     const stored = upstream.namespace === '' ? remote : `${upstream.namespace}/${remote}`;
     if (stored.length > MAX_NAME_LENGTH) throw nameInvalid(stored, `longer than ${MAX_NAME_LENGTH} characters once stored under ${upstream.namespace}/`);
+    if (this.hosted?.(stored) === true) {
+      throw new RegistryError('DENIED', `${stored} is a hosted repository here: upstream ${upstream.name} cannot serve it`, {
+        detail: { upstream: upstream.name, name: stored },
+      });
+    }
     return { registry: upstream.registry, name: stored as RepositoryName, upstream: upstream.name };
   }
 }

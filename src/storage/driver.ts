@@ -42,7 +42,10 @@ export interface FileWriter {
   write(chunk: Uint8Array): Promise<void>;
   /** Flushes everything durably (fsync). */
   commit(): Promise<void>;
-  /** Drops what was written; safe to call more than once, and after a failed commit. */
+  /**
+   * Drops what this writer wrote (an appending writer leaves the file as it
+   * was before); safe to call more than once, and after a failed commit.
+   */
   cancel(): Promise<void>;
 }
 
@@ -59,8 +62,11 @@ export interface StorageDriver {
    * object store would stream instead). Throws PathNotFoundError.
    */
   open?(path: string): Promise<BlobFile>;
-  /** Opens a writer at `path`, truncating what was there. */
-  writer(path: string): Promise<FileWriter>;
+  /**
+   * Opens a writer at `path`, truncating what was there; with `append`, one
+   * that adds to what is there (a blob upload resumed by a later request).
+   */
+  writer(path: string, append?: boolean): Promise<FileWriter>;
   /** Stat, or undefined when nothing is there. */
   stat(path: string): Promise<FileInfo | undefined>;
   /** Names of the direct children of a directory, sorted. Throws PathNotFoundError. */

@@ -9,7 +9,7 @@
  * (The root must be one filesystem, as rename(2) needs.)
  */
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -152,10 +152,10 @@ export class FilesystemDriver implements StorageDriver {
     };
   }
 
-  async writer(path: string): Promise<FileWriter> {
+  async writer(path: string, append = false): Promise<FileWriter> {
     const target = this.full(path);
     await mkdir(dirname(target), { recursive: true });
-    return FilesystemWriter.open(path, target);
+    return FilesystemWriter.open(path, target, append);
   }
 
   async stat(path: string): Promise<FileInfo | undefined> {
@@ -212,6 +212,8 @@ class FilesystemWriter implements FileWriter {
     readonly path: string,
     private readonly target: string,
     private readonly stream: WriteStream,
+    /** Appending: the size the file had before, which a cancel goes back to. */
+    private readonly appendedTo: number | undefined,
   ) {
     // Kept, not thrown: the next write or the commit reports it; after cancel it is expected.
     stream.on('error', (err) => {
@@ -219,12 +221,13 @@ class FilesystemWriter implements FileWriter {
     });
   }
 
-  static async open(path: string, target: string): Promise<FilesystemWriter> {
+  static async open(path: string, target: string, append: boolean): Promise<FilesystemWriter> {
     // flush: fsync before close, so a committed file survives a crash whole.
     // A 1 MiB buffer lets the network keep reading while the disk writes.
-    const stream = createWriteStream(target, { flags: 'w', flush: true, highWaterMark: 1024 * 1024 });
+    const before = append ? await stat(target).then((info) => info.size, () => 0) : undefined;
+    const stream = createWriteStream(target, { flags: append ? 'a' : 'w', flush: true, highWaterMark: 1024 * 1024 });
     await once(stream, 'open');
-    return new FilesystemWriter(path, target, stream);
+    return new FilesystemWriter(path, target, stream, before);
   }
 
   get size(): number {
@@ -273,7 +276,14 @@ class FilesystemWriter implements FileWriter {
 
   async cancel(): Promise<void> {
     this.done = true;
-    if (!this.stream.destroyed) this.stream.destroy();
-    await unlink(this.target).catch(() => undefined);
+    // Closed before the file is cut back, so no write still in flight lands after the truncation.
+    if (!this.stream.closed) {
+      await new Promise<void>((resolve) => {
+        this.stream.once('close', () => resolve());
+        if (!this.stream.destroyed) this.stream.destroy();
+      });
+    }
+    if (this.appendedTo === undefined) await unlink(this.target).catch(() => undefined);
+    else await truncate(this.target, this.appendedTo).catch(() => undefined);
   }
 }

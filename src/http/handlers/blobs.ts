@@ -1,11 +1,11 @@
-/** GET/HEAD /v2/<name>/blobs/<digest>, streamed, with single byte ranges. */
+/** GET/HEAD /v2/<name>/blobs/<digest>, streamed, with single byte ranges; DELETE. */
 import { pipeline } from 'node:stream/promises';
 import { sendFile } from '../sendfile.js';
 import { parseDigest } from '../../registry/digest.js';
 import type { RepositoryName } from '../../registry/names.js';
 import { parseRange } from '../../registry/range.js';
 import type { BlobDescriptor } from '../../registry/services.js';
-import { repositoryOf, type RequestContext } from '../context.js';
+import { repositoryOf, writerOf, type RequestContext } from '../context.js';
 
 function blobHeaders(descriptor: BlobDescriptor): Record<string, string | number> {
   return {
@@ -50,4 +50,14 @@ export async function getBlob(ctx: RequestContext, name: RepositoryName, rawDige
     });
     await pipeline(content.stream, ctx.res);
   }
+}
+
+/** DELETE /v2/<name>/blobs/<digest>: 202 once unlinked from the repository (the data goes with gc). */
+export async function deleteBlob(ctx: RequestContext, name: RepositoryName, rawDigest: string): Promise<void> {
+  const digest = parseDigest(rawDigest);
+  ctx.fields.digest = digest.value;
+  const { writer } = writerOf(ctx, name, 'delete', 'a blob delete');
+  await writer.deleteBlob(digest);
+  ctx.res.writeHead(202, { 'Content-Length': 0 });
+  ctx.res.end();
 }
