@@ -128,7 +128,8 @@ export class Gate {
     const scopeText = scope === undefined ? undefined : `${scope.type}:${scope.name}:${scope.action}`;
     return new RegistryError('UNAUTHORIZED', message, {
       challenge: this.challenge(origin, scopeText, error),
-      ...(scope === undefined ? {} : { detail: [{ Type: scope.type, Class: '', Name: scope.name, Action: scope.action }] }),
+      // One entry per action needed, as Distribution lists them.
+      ...(scope === undefined ? {} : { detail: scope.action.split(',').map((action) => ({ Type: scope.type, Class: '', Name: scope.name, Action: action })) }),
     });
   }
 

@@ -14,8 +14,9 @@ export type SubcommandName = 'serve' | 'gc' | 'prefetch' | 'export' | 'import';
 
 export const USAGE = `Usage: stevedore <command> [options]
 
-A pull-through caching proxy for container registries, byte-compatible
-with CNCF Distribution (registry:2) storage and configuration.
+A pull-through caching proxy for container registries, and a registry for
+repositories of its own (hosted: push, delete), byte-compatible with CNCF
+Distribution (registry:2) storage and configuration.
 
 Commands:
   serve [--config] [config.yml]   Run the registry. Reads a Distribution
@@ -26,6 +27,8 @@ Commands:
                                   port 5000. Several upstreams (upstreams:
                                   in config.yml) are reached by containerd's
                                   ?ns=<host> or a /v2/<host>/… path prefix.
+                                  hosted: patterns name repositories pushed
+                                  here; without upstreams all are hosted.
                                   Open to everyone unless auth: is set
                                   (htpasswd, tokens; access: rules).
   gc [--dry-run] [--delete-untagged] [config.yml]

@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module';
 import { configPathFromEnv, loadConfig, type LoadedConfig } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
-import { shutdownDeadlineMs, startApp } from '../app.js';
+import { hostsRepositories, shutdownDeadlineMs, startApp } from '../app.js';
 import { COMMAND_HELP, parseArgs, USAGE } from './args.js';
 import { gcCommand } from './gc.js';
 import { exportCommand, importCommand, prefetchCommand } from './transfer.js';
@@ -45,12 +45,17 @@ async function serve(argPath: string | undefined): Promise<void> {
       upstream: config.proxy?.url ?? null,
       upstreams: Object.fromEntries(config.upstreams.map((u) => [u.name, { url: u.url, hosts: u.hosts, stored: `${u.namespace}/` }])),
       tls: config.http.tls !== undefined,
+      hosted: hostsRepositories(config) ? (config.proxy === undefined && config.upstreams.length === 0 ? ['**'] : config.hosted) : [],
+      deletes: config.storage.delete.enabled,
       auth: config.auth === undefined ? 'none' : config.auth.htpasswd !== undefined ? 'htpasswd' : config.auth.token?.issue !== undefined ? 'token (issued here)' : 'token',
     },
     'stevedore listening',
   );
   if (config.auth === undefined) {
-    log.warn('no auth section: anyone who can reach this port may pull everything it caches or can fetch with the upstream credentials');
+    const hosted = hostsRepositories(config);
+    const proxied = config.proxy !== undefined || config.upstreams.length > 0;
+    const reach = [proxied ? 'pull everything it caches or can fetch with the upstream credentials' : undefined, hosted ? 'push to and pull from its hosted repositories' : undefined].filter(Boolean).join(', and ');
+    log.warn(`no auth section: anyone who can reach this port may ${reach}`);
   }
 
   let stopping = false;

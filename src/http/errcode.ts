@@ -17,7 +17,7 @@ export const ERROR_CODES: Readonly<Record<OciErrorCode, ErrorCodeInfo>> = {
   BLOB_UPLOAD_INVALID: { status: 400, description: 'blob upload invalid' },
   BLOB_UPLOAD_UNKNOWN: { status: 404, description: 'blob upload unknown to registry' },
   DIGEST_INVALID: { status: 400, description: 'provided digest did not match uploaded content, or is malformed' },
-  MANIFEST_BLOB_UNKNOWN: { status: 404, description: 'manifest references a blob unknown to the registry' },
+  MANIFEST_BLOB_UNKNOWN: { status: 400, description: 'manifest references a blob unknown to the registry' },
   MANIFEST_INVALID: { status: 400, description: 'manifest invalid' },
   MANIFEST_UNKNOWN: { status: 404, description: 'manifest unknown, or not of a type the client accepts' },
   MANIFEST_UNVERIFIED: { status: 400, description: 'manifest failed signature verification' },

@@ -57,7 +57,7 @@ export const DEFAULT_TIMEOUTS: StevedoreConfig['http']['timeouts'] = { headersMs
 export const DEFAULT_HEADER_LIMITS: Pick<LimitsConfig, 'headerBytes' | 'headers'> = { headerBytes: 16 * 1024, headers: 100 };
 
 const methodNotAllowed = (method: string, allowed: string): RegistryError =>
-  new RegistryError('METHOD_NOT_ALLOWED', `${method} is not allowed on this endpoint (allowed: ${allowed})`, { detail: { method } });
+  new RegistryError('UNSUPPORTED', `${method} is not supported on this endpoint (allowed: ${allowed})`, { detail: { method } });
 
 const READS = 'GET, HEAD';
 

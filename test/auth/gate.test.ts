@@ -168,23 +168,32 @@ t.test('authorize: the rules over stored names, and the answers', async (t) => {
   t.equal(anonymous.challenge, 'Basic realm="Stevedore mirror"');
   t.same(anonymous.detail, [{ Type: 'repository', Class: '', Name: 'team/app', Action: 'pull' }]);
 
-  for (const [caller, name, action] of [[bob, 'team/secret', 'pull'], [alice, 'other/app', 'pull'], [alice, 'ghcr.io/myorg/app', 'push'], [bob, 'ghcr.io/myorg/app', 'pull']] as const) {
+  for (const [caller, name, action] of [[bob, 'team/secret', 'pull'], [alice, 'other/app', 'pull'], [alice, 'other/app', 'push'], [bob, 'ghcr.io/myorg/app', 'pull']] as const) {
     const err = await refusal(t, () => gate.authorize(caller, target(name), action, ORIGIN));
     t.equal(err.code, 'NAME_UNKNOWN', `${caller.user} ${action} ${name}`);
     t.equal(err.message, 'repository name not known to registry');
     t.equal(err.detail, undefined, 'not even the name: as for a repository that does not exist');
     t.equal(err.challenge, undefined);
   }
+  // A caller who may pull but not push is told so: hiding the repository would hide nothing.
+  const push = await refusal(t, () => gate.authorize(alice, target('ghcr.io/myorg/app'), 'push', ORIGIN));
+  t.equal(push.code, 'DENIED', 'alice may pull ghcr.io/myorg/app, not push to it');
+  t.equal(push.challenge, undefined);
+  const anonymousPush = await refusal(t, () => gate.authorize(ANONYMOUS, target('team/app'), 'push', ORIGIN));
+  t.same(anonymousPush.detail, [{ Type: 'repository', Class: '', Name: 'team/app', Action: 'pull' }, { Type: 'repository', Class: '', Name: 'team/app', Action: 'push' }], 'a push asks for pull and push, as Distribution does');
+  t.equal(anonymousPush.challenge, 'Basic realm="Stevedore mirror"');
   t.equal(gate.mayList(alice, 'team/app'), true);
   t.equal(gate.mayList(alice, 'other/app'), false);
   t.equal(gate.mayList(ANONYMOUS, 'library/alpine'), true);
 });
 
-t.test('authorize without rules: authenticated callers pull, nobody pushes', async (t) => {
+t.test('authorize without rules: authenticated callers may do anything, anonymous ones nothing', async (t) => {
   const { gate } = await basicGate(t.testdir(), null);
   const alice: Caller = { user: 'alice', groups: [], via: 'basic' };
   t.doesNotThrow(() => gate.authorize(alice, target('anything/at/all'), 'pull', ORIGIN));
-  t.equal((await refusal(t, () => gate.authorize(alice, target('x'), 'push', ORIGIN))).code, 'NAME_UNKNOWN');
+  t.doesNotThrow(() => gate.authorize(alice, target('x'), 'push', ORIGIN), 'as in Distribution: proxied repositories refuse writes themselves');
+  t.doesNotThrow(() => gate.authorize(alice, target('x'), 'delete', ORIGIN));
+  t.equal((await refusal(t, () => gate.authorize(ANONYMOUS, target('x'), 'push', ORIGIN))).code, 'UNAUTHORIZED');
   t.equal((await refusal(t, () => gate.authorize(ANONYMOUS, target('x'), 'pull', ORIGIN))).code, 'UNAUTHORIZED');
   t.equal((await refusal(t, () => gate.authorizeCatalog(ANONYMOUS, ORIGIN))).code, 'UNAUTHORIZED');
 });
@@ -217,8 +226,8 @@ t.test('bearer tokens of our own issuer: grants and rules must both allow', asyn
 
   const push = await refusal(t, () => gate.authorize(caller, target('team/app'), 'push', ORIGIN));
   t.equal(push.code, 'UNAUTHORIZED', 'the rules would allow it, the token does not');
-  t.equal(push.challenge, 'Bearer realm="https://mirror.example:5000/auth/token",service="stevedore",scope="repository:team/app:push",error="insufficient_scope"');
-  t.same(push.detail, [{ Type: 'repository', Class: '', Name: 'team/app', Action: 'push' }]);
+  t.equal(push.challenge, 'Bearer realm="https://mirror.example:5000/auth/token",service="stevedore",scope="repository:team/app:pull,push",error="insufficient_scope"');
+  t.same(push.detail, [{ Type: 'repository', Class: '', Name: 'team/app', Action: 'pull' }, { Type: 'repository', Class: '', Name: 'team/app', Action: 'push' }]);
 
   const ruled = await refusal(t, () => gate.authorize(caller, target('other/app'), 'pull', ORIGIN));
   t.equal(ruled.code, 'NAME_UNKNOWN', 'granted, but the rules refuse');
@@ -313,10 +322,10 @@ t.test('issue: names that resolve to nothing grant nothing', async (t) => {
   ]);
 });
 
-t.test('issue: without rules any logged-in user pulls; the catalog only with an anonymous pull rule for anonymous callers', async (t) => {
+t.test('issue: without rules any logged-in user gets what it asks; the catalog only with an anonymous pull rule for anonymous callers', async (t) => {
   const { gate } = await tokenGate(t.testdir(), null);
   const alice = await gate.login('alice', 'alice-pw', ORIGIN);
-  t.same(await grantsOf(gate, alice, ['repository:x/y:*', 'registry:catalog:*']), ['repository:x/y:pull', 'registry:catalog:*']);
+  t.same(await grantsOf(gate, alice, ['repository:x/y:*', 'registry:catalog:*']), ['repository:x/y:pull,push,delete', 'registry:catalog:*']);
   t.same(await grantsOf(gate, ANONYMOUS, ['repository:x/y:pull', 'registry:catalog:*']), []);
 });
 

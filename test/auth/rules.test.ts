@@ -23,11 +23,11 @@ const bearer = (user: string | undefined, groups: string[] = []): Caller => ({ .
 const ACTIONS: Action[] = ['pull', 'push', 'delete'];
 const allowed = (rules: AccessRules, caller: Caller, name: string): Action[] => ACTIONS.filter((a) => rules.allows(caller, name, a));
 
-t.test('no rules: any authenticated caller may pull, nothing else; anonymous callers nothing', async (t) => {
+t.test('no rules: any authenticated caller may do anything (Distribution); anonymous callers nothing', async (t) => {
   const rules = new AccessRules(undefined);
-  t.same(allowed(rules, basic('alice'), 'library/alpine'), ['pull']);
-  t.same(allowed(rules, bearer('svc'), 'ghcr.io/x/y'), ['pull']);
-  t.same(allowed(rules, bearer(undefined), 'a'), ['pull'], 'a token need not name a subject');
+  t.same(allowed(rules, basic('alice'), 'library/alpine'), ['pull', 'push', 'delete']);
+  t.same(allowed(rules, bearer('svc'), 'ghcr.io/x/y'), ['pull', 'push', 'delete'], "a token's own grants still bound it (gate.ts)");
+  t.same(allowed(rules, bearer(undefined), 'a'), ['pull', 'push', 'delete'], 'a token need not name a subject');
   t.same(allowed(rules, ANONYMOUS, 'library/alpine'), []);
   t.equal(rules.anonymousPull, false);
 });

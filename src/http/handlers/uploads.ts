@@ -124,4 +124,4 @@ async function tryMount(ctx: RequestContext, writer: RepositoryWriter, mount: st
 }
 
 const methodNotAllowed = (method: string, allowed: string): RegistryError =>
-  new RegistryError('METHOD_NOT_ALLOWED', `${method} is not allowed on this endpoint (allowed: ${allowed})`, { detail: { method } });
+  new RegistryError('UNSUPPORTED', `${method} is not supported on this endpoint (allowed: ${allowed})`, { detail: { method } });
