@@ -53,8 +53,9 @@ export class Census {
       census.repositories += 1;
       const repository = name as RepositoryName;
       const linked = new Set<string>();
-      for (const d of await linkedDigests(driver, pathFor({ kind: 'layersRoot', name: repository }))) linked.add(d.value);
-      for (const d of await linkedDigests(driver, pathFor({ kind: 'revisionsRoot', name: repository }))) linked.add(d.value);
+      // Names only (no link read): a deleted link still counted as a holder only keeps a blob longer.
+      for (const d of await linkedDigests(driver, pathFor({ kind: 'layersRoot', name: repository }), true)) linked.add(d.value);
+      for (const d of await linkedDigests(driver, pathFor({ kind: 'revisionsRoot', name: repository }), true)) linked.add(d.value);
       for (const value of linked) census.holders.set(value, (census.holders.get(value) ?? 0) + 1);
     }
     return census;

@@ -318,10 +318,13 @@ class Collector {
       } catch {
         continue; // not an upload id Stevedore or Distribution writes
       }
+      // A client's upload session is resumable for as long as upload purging (storage.maintenance.uploadpurging,
+      // by age: 168h by default) lets it live: gc leaves it alone, as Distribution's garbage-collect does.
+      if (!isFillSession(id)) continue;
       const data = await this.driver.stat(pathFor({ kind: 'uploadData', name, id }));
-      const owner = isFillSession(id) ? fillSessionOwner(id) : undefined;
+      const owner = fillSessionOwner(id);
       // A fill of a live process of this host is never taken, one of a run that is over always;
-      // any other session once it is idle (a fill of another host: idle past ABANDONED_FILL_MS too).
+      // a fill of another host once idle past the grace and ABANDONED_FILL_MS.
       if (owner !== undefined && !isDeadOwner(owner) && owner.split('-')[0] === THIS_HOST) continue;
       if (!(owner !== undefined && isDeadOwner(owner))) {
         const started = await this.driver.getContent(pathFor({ kind: 'uploadStartedAt', name, id })).then(
@@ -331,8 +334,7 @@ class Collector {
         // The last write, else the start; the directory's own time only when neither is there.
         let activity = Math.max(started || 0, data?.modTime.getTime() ?? 0);
         if (activity === 0) activity = (await this.driver.stat(dir))?.modTime.getTime() ?? 0;
-        const idle = isFillSession(id) ? Math.max(this.options.graceMs, ABANDONED_FILL_MS) : this.options.graceMs;
-        if (this.now() - activity < idle) continue;
+        if (this.now() - activity < Math.max(this.options.graceMs, ABANDONED_FILL_MS)) continue;
       }
       this.uploads.push({ name, id, size: data?.size ?? 0 });
     }

@@ -60,13 +60,21 @@ export async function children(driver: StorageDriver, path: string): Promise<str
   }
 }
 
-/** Digests under `<root>/<algorithm>/<hex>`, as link directories are laid out. */
-export async function linkedDigests(driver: StorageDriver, root: string): Promise<Digest[]> {
+/**
+ * Digests linked under `<root>/<algorithm>/<hex>/link`, as link directories
+ * are laid out. A directory whose `link` is gone is not a link: a delete
+ * (ours or Distribution's) removes the file and leaves the directory, and a
+ * revision's directory outlives its link when it holds signatures.
+ * `namesOnly` lists the directories without reading a link (an upper bound,
+ * for counts that may err on the side of keeping).
+ */
+export async function linkedDigests(driver: StorageDriver, root: string, namesOnly = false): Promise<Digest[]> {
   const out: Digest[] = [];
   for (const algorithm of await children(driver, root)) {
     for (const hex of await children(driver, `${root}/${algorithm}`)) {
       const digest = tryParseDigest(`${algorithm}:${hex}`);
-      if (digest) out.push(digest);
+      if (digest === undefined) continue;
+      if (namesOnly || (await readLink(driver, `${root}/${algorithm}/${hex}/link`))?.value === digest.value) out.push(digest);
     }
   }
   return out;

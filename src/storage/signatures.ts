@@ -35,7 +35,7 @@ export class SignatureStore {
   async digests(name: RepositoryName, revision: Digest): Promise<Digest[]> {
     const root = pathFor({ kind: 'signaturesRoot', name, revision });
     const out: Digest[] = [];
-    for (const dir of await linkedDigests(this.driver, root)) {
+    for (const dir of await linkedDigests(this.driver, root, true)) {
       const link = await readLink(this.driver, pathFor({ kind: 'signatureLink', name, revision, signature: dir }));
       if (link !== undefined) out.push(link);
     }
