@@ -93,6 +93,9 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     log.warn('proxy.remoteurl', 'not set, so the proxy section is ignored: names no configured upstream host routes are served from local storage, as a plain local registry');
   }
   config.upstreams = buildUpstreams(values, present, config.proxy, log);
+  if (config.hosted.length > 0 && config.proxy === undefined && config.upstreams.length === 0) {
+    log.warn('hosted', 'without upstreams every repository is hosted: the patterns change nothing');
+  }
   if (config.routing.unknownNs === 'default' && config.proxy === undefined) {
     log.error('routing.unknownns', '"default" needs a default upstream (proxy.remoteurl)');
   }
