@@ -422,6 +422,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     throw err;
   }
   const certificates = config.http.tls === undefined ? undefined : watchCertificates(server, config.http.tls, log);
+  let closing: Promise<void> | undefined;
   return {
     server,
     reloadTls: (trigger = 'request') => certificates?.reload(trigger) ?? Promise.resolve(false),
@@ -436,12 +437,16 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
      * fills (see FillRegistry.close) and everything else. Resolves when
      * nothing is left running that could leave a file behind.
      */
-    async close() {
-      stopPurging();
-      operations.status?.stop();
-      const closingDebug = debugServer === undefined ? undefined : drainServer(debugServer, config.http.drainTimeoutMs, log);
-      await Promise.all([drainServer(server, config.http.drainTimeoutMs, log), recovery, closingDebug]);
-      await built.close();
+    close() {
+      // Once: a second call (a test's teardown after its own close) waits for the first.
+      closing ??= (async () => {
+        stopPurging();
+        operations.status?.stop();
+        const closingDebug = debugServer === undefined ? undefined : drainServer(debugServer, config.http.drainTimeoutMs, log);
+        await Promise.all([drainServer(server, config.http.drainTimeoutMs, log), recovery, closingDebug]);
+        await built.close();
+      })();
+      return closing;
     },
   };
 }

@@ -17,6 +17,8 @@ export interface Descriptor {
   artifactType?: string;
   platform?: Platform;
   annotations?: Record<string, string>;
+  /** Where a non-distributable (foreign) layer's bytes are, when the registry holds none. */
+  urls?: string[];
 }
 
 export interface Platform {
@@ -46,13 +48,14 @@ const isObject = (value: unknown): value is Json => typeof value === 'object' &&
 
 function parseDescriptor(value: unknown, where: string): Descriptor {
   if (!isObject(value)) throw invalid(`${where} is not an object`);
-  const { mediaType, digest, size, platform, artifactType, annotations } = value;
+  const { mediaType, digest, size, platform, artifactType, annotations, urls } = value;
   if (typeof mediaType !== 'string') throw invalid(`${where}.mediaType missing`);
   if (typeof digest !== 'string') throw invalid(`${where}.digest missing`);
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalid(`${where}.size invalid`);
   const descriptor: Descriptor = { mediaType, digest: parseDigest(digest), size };
   if (typeof artifactType === 'string') descriptor.artifactType = artifactType;
   if (isObject(annotations)) descriptor.annotations = stringMap(annotations);
+  if (Array.isArray(urls)) descriptor.urls = urls.filter((u): u is string => typeof u === 'string');
   if (isObject(platform) && typeof platform.os === 'string' && typeof platform.architecture === 'string') {
     descriptor.platform = { os: platform.os, architecture: platform.architecture };
     if (typeof platform.variant === 'string') descriptor.platform.variant = platform.variant;

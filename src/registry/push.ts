@@ -17,10 +17,15 @@ export function contentTypeOf(header: string | undefined): string | undefined {
   return type === undefined || type === '' ? undefined : type;
 }
 
-/** Layers a registry never holds (their bytes are elsewhere, at their `urls`): not required to be pushed. */
+/**
+ * Layers a registry need not hold: a non-distributable (foreign) layer whose
+ * bytes are at its `urls`. Without `urls` its bytes are nowhere else, so it
+ * must be pushed like any other (Distribution refuses it otherwise too).
+ */
 export const isForeignLayer = (descriptor: Descriptor): boolean =>
-  descriptor.mediaType === 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip' ||
-  descriptor.mediaType.startsWith('application/vnd.oci.image.layer.nondistributable.');
+  (descriptor.mediaType === 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip' ||
+    descriptor.mediaType.startsWith('application/vnd.oci.image.layer.nondistributable.')) &&
+  (descriptor.urls?.length ?? 0) > 0;
 
 /**
  * Parses a pushed manifest against its `Content-Type`. Throws

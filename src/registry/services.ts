@@ -129,7 +129,9 @@ export interface UploadService {
   /**
    * Appends the last chunk (if any), verifies the whole upload against
    * `digest` and commits it as a blob linked in the repository. The session
-   * is gone afterwards, whatever the outcome (DIGEST_INVALID on a mismatch).
+   * is gone afterwards, also after a mismatch (DIGEST_INVALID), as in
+   * Distribution; a last chunk refused before verification (RANGE_INVALID,
+   * SIZE_INVALID, a cut body) leaves it as it was.
    */
   finish(id: string, digest: Digest, chunk?: UploadChunk): Promise<BlobDescriptor>;
   /** Throws BLOB_UPLOAD_UNKNOWN. */

@@ -224,7 +224,8 @@ class FilesystemWriter implements FileWriter {
   static async open(path: string, target: string, append: boolean): Promise<FilesystemWriter> {
     // flush: fsync before close, so a committed file survives a crash whole.
     // A 1 MiB buffer lets the network keep reading while the disk writes.
-    const before = append ? await stat(target).then((info) => info.size, () => 0) : undefined;
+    // Appending to a file that is not there: a cancel removes it, as it would a new file's.
+    const before = append ? await stat(target).then((info) => info.size, () => undefined) : undefined;
     const stream = createWriteStream(target, { flags: append ? 'a' : 'w', flush: true, highWaterMark: 1024 * 1024 });
     await once(stream, 'open');
     return new FilesystemWriter(path, target, stream, before);

@@ -18,6 +18,7 @@ import { type Digest, digestOf } from '../registry/digest.js';
 import { blobUnknown, manifestUnknown, RegistryError } from '../registry/errors.js';
 import { MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName, Tag } from '../registry/names.js';
+import type { Descriptor } from '../registry/manifest.js';
 import { isForeignLayer, parsePushedManifest } from '../registry/push.js';
 import type { Reference } from '../registry/reference.js';
 import type { BlobDescriptor, PushedManifest, Registry, Repository, RepositoryWriter, UploadService, WritableRegistry } from '../registry/services.js';
@@ -125,7 +126,7 @@ class HostedWriter implements RepositoryWriter {
   }
 
   /** Every blob the manifest needs is linked here with the size it says; every child manifest is a revision here. */
-  private async checkReferences(blobs: readonly { digest: Digest; size: number; mediaType: string }[], manifests: readonly { digest: Digest }[]): Promise<void> {
+  private async checkReferences(blobs: readonly Descriptor[], manifests: readonly { digest: Digest }[]): Promise<void> {
     const { storage, name } = this;
     for (const blob of blobs) {
       if (isForeignLayer(blob)) continue;

@@ -5,14 +5,18 @@
 // blob), cross-repository mounts (201, or 202 and an upload session when the
 // source lacks the blob). The same sequence runs against Distribution 2.8 as
 // the reference and against a plain Stevedore; then a session Stevedore
-// started survives a restart and is finished on the new process.
-import { readFile, stat } from 'node:fs/promises'
+// started survives a restart and is finished on the new process; and a
+// mount from a repository the caller may not pull is no mount.
+import { execFile } from 'node:child_process'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { startDistribution } from '../helpers/distribution.js'
 import { distributionPaths } from '../helpers/distribution-paths.js'
 import { seededBytes } from '../helpers/files.js'
 import { startInProcess } from '../helpers/inprocess.js'
+import { startRestartable } from '../helpers/restartable.js'
 import { pushBlob, sha256 } from '../helpers/push.js'
 import {
   call,
@@ -28,6 +32,8 @@ import {
   uploadIdOf,
   withDigest,
 } from '../helpers/uploads.js'
+
+const run = promisify(execFile)
 
 interface Target {
   url: string
@@ -233,7 +239,7 @@ t.test('an upload session survives a restart of Stevedore', async t => {
   const half = 140_000
   const digest = sha256(data)
 
-  const first = await startInProcess(t, root, {})
+  const first = await startRestartable(t, root, {})
   const started = await startUpload(first.url, repo)
   t.equal(started.status, 202)
   const patched = await patchChunk(locationOf(first.url, started), data.subarray(0, half), 0)
@@ -243,7 +249,7 @@ t.test('an upload session survives a restart of Stevedore', async t => {
   const dir = uploadDir(root, repo, id)
   t.equal((await stat(join(dir, 'data'))).size, half, '_uploads/<id>/data holds the first half')
   t.ok(await exists(join(dir, 'startedat')), '_uploads/<id>/startedat')
-  await first.app.close()
+  await first.close()
 
   const second = await startInProcess(t, root, {})
   const resumed = onBase(location, second.url)
@@ -261,4 +267,37 @@ t.test('an upload session survives a restart of Stevedore', async t => {
   t.equal(got.status, 200)
   t.ok(got.body.equals(data), 'the blob is served byte-identical')
   t.notOk(await exists(dir), 'the _uploads/<id> directory is gone')
+})
+
+t.test('a mount needs read access to `from`: without it, an upload session as for a blob not there', async t => {
+  const dir = t.testdir()
+  const htpasswd = join(dir, 'htpasswd')
+  const line = async (user: string, password: string): Promise<string> => (await run('htpasswd', ['-nbBC', '4', user, password])).stdout.trim() + '\n'
+  await writeFile(htpasswd, (await line('alice', 'alice-pw')) + (await line('admin', 'admin-pw')))
+  const stevedore = await startInProcess(t, join(dir, 'storage'), {
+    auth: { htpasswd: { realm: 'push-uploads', path: htpasswd } },
+    access: [
+      { repositories: ['mine/**'], users: ['alice'], actions: ['pull', 'push'] },
+      { repositories: ['**'], users: ['admin'], actions: ['pull', 'push'] },
+    ],
+  })
+  const as = (user: string): Record<string, string> => ({ Authorization: `Basic ${Buffer.from(`${user}:${user}-pw`).toString('base64')}` })
+  const upload = async (user: string, repo: string, data: Buffer): Promise<string> => {
+    const started = await call(`${stevedore.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: as(user) })
+    const put = await call(withDigest(locationOf(stevedore.url, started), sha256(data)), { method: 'PUT', body: data, headers: as(user) })
+    if (put.status !== 201) throw new Error(`upload to ${repo}: ${describe(put)}`)
+    return sha256(data)
+  }
+  const secret = await upload('admin', 'secret/app', seededBytes('push-uploads/secret', 8000))
+  const own = await upload('alice', 'mine/source', seededBytes('push-uploads/own', 9000))
+
+  const readable = await call(`${stevedore.url}/v2/mine/target/blobs/uploads/?mount=${own}&from=mine/source`, { method: 'POST', headers: as('alice') })
+  t.equal(readable.status, 201, `a mount from a repository alice may pull: ${describe(readable)}`)
+
+  const denied = await call(`${stevedore.url}/v2/mine/target/blobs/uploads/?mount=${secret}&from=secret/app`, { method: 'POST', headers: as('alice') })
+  t.equal(denied.status, 202, `a mount from a repository alice may not pull: ${describe(denied)}`)
+  t.ok(denied.headers.get('location'), 'an upload session, as when the blob is not there')
+  const leaked = await call(`${stevedore.url}/v2/mine/target/blobs/${secret}`, { headers: as('alice') })
+  t.equal(leaked.status, 404, 'the blob was not mounted')
+  t.equal(leaked.code, 'BLOB_UNKNOWN')
 })
