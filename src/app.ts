@@ -34,6 +34,8 @@ import { StatusDocuments, trafficFromMetrics } from './http/status.js';
 import { packageVersion } from './upstream/http.js';
 import type { LocalStorage } from './storage/local.js';
 import { HostedRegistry } from './storage/hosted.js';
+import { Leases } from './coordination/leases.js';
+import { openLeaseStore } from './coordination/lease-store.js';
 import type { UploadHooks } from './storage/upload-sessions.js';
 import { accessMatcher } from './routing/patterns.js';
 
@@ -139,6 +141,9 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   }
 
   const backend = await openMetadataBackend(config.metadata);
+  // With a shared metadata store (Redis, PostgreSQL), replicas coordinate through leases there:
+  // one fill per digest across them, one sweep at a time.
+  const leases = new Leases(await openLeaseStore(config.metadata), { log: log.child({ task: 'leases' }) });
   const metadata = new MetadataStore({
     store: backend,
     namespace: config.metadata.namespace,
@@ -161,7 +166,14 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
           local.storage,
           access,
           // Read-only storage: counted, never evicted from. Hosted repositories are pinned: never evicted.
-          { ...config.storage.quota, pin: [...config.storage.quota.pin, ...config.hosted], persistent: config.metadata.store !== 'memory', auto: !config.storage.maintenance.readonly, ...options.quota },
+          {
+            ...config.storage.quota,
+            pin: [...config.storage.quota.pin, ...config.hosted],
+            persistent: config.metadata.store !== 'memory',
+            auto: !config.storage.maintenance.readonly,
+            ...options.quota,
+            lease: { ...options.quota?.lease, shared: leases },
+          },
           log.child({ task: 'quota' }),
           () => {
             caches.clear();
@@ -173,7 +185,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   const fills = new FillRegistry(
     driver,
     local.storage.blobs,
-    { maxResumes: 3, resumeBudgetMs: first.timeouts.resumeMs, followerWaitMs: first.timeouts.fillWaitMs, log, ...(quota === undefined ? {} : { quota }) },
+    { maxResumes: 3, resumeBudgetMs: first.timeouts.resumeMs, followerWaitMs: first.timeouts.fillWaitMs, log, leases, ...(quota === undefined ? {} : { quota }) },
     { fills: config.limits.fills, fillsPerClient: config.limits.fillsPerClient },
   );
   const blobConfirmTtlMs = Math.max(first.tagTtlMs, 60_000);
@@ -222,7 +234,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   let sweeper: ExpirySweeper | undefined;
   if (first.ttlMs > 0) {
     const hostedNames = config.hosted.length === 0 ? undefined : accessMatcher(config.hosted, []);
-    sweeper = new ExpirySweeper(local.storage, metadata, { ttlMs: first.ttlMs, pulls: access, ...(hostedNames === undefined ? {} : { keep: hostedNames }) }, log.child({ task: 'expiry' }), (report) => {
+    sweeper = new ExpirySweeper(local.storage, metadata, { ttlMs: first.ttlMs, pulls: access, leases, ...(hostedNames === undefined ? {} : { keep: hostedNames }) }, log.child({ task: 'expiry' }), (report) => {
       caches.clear();
       quota?.freed(report.bytesFreed);
     });
@@ -251,6 +263,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
         await access.close(); // pulls not written yet
         await Promise.all(clients.map((client) => client.close()));
         await metadata.close();
+        await leases.close();
       })();
       const late = await Promise.race([rest.then(() => false), sleep(CLOSE_GRACE_MS, true, { ref: false })]);
       if (late) log.warn({ graceMs: CLOSE_GRACE_MS }, 'upstream connections or the expiry sweep did not close in time; exiting anyway');

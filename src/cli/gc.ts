@@ -23,6 +23,8 @@ import { formatDuration } from '../config/duration.js';
 import type { StevedoreConfig } from '../config/types.js';
 import { collectGarbage, type GcEvent, type GcReport } from '../lifecycle/gc.js';
 import { LeaseHeld } from '../lifecycle/lease.js';
+import { Leases } from '../coordination/leases.js';
+import { openLeaseStore } from '../coordination/lease-store.js';
 import { FilesystemDriver } from '../storage/filesystem.js';
 import { LocalStorage } from '../storage/local.js';
 import type { Command } from './args.js';
@@ -96,6 +98,8 @@ export async function gcCommand(command: GcCommand, config: StevedoreConfig, log
   const graceMs = config.storage.maintenance.gc.graceMs;
   const out = bufferedStdout();
   let report: GcReport;
+  // With a shared metadata store the sweep lease is taken there too, as the servers take it.
+  const shared = command.dryRun ? undefined : new Leases(await openLeaseStore(config.metadata), { log });
   try {
     report = await collectGarbage(storage, {
       dryRun: command.dryRun,
@@ -103,12 +107,15 @@ export async function gcCommand(command: GcCommand, config: StevedoreConfig, log
       graceMs,
       log,
       emit: (event) => out.line(gcLine(event)),
+      ...(shared === undefined ? {} : { lease: { shared } }),
     });
   } catch (err) {
     await out.flush();
     if (!(err instanceof LeaseHeld)) throw err;
     process.stderr.write(`stevedore gc: another process is sweeping this storage: ${err.message}. Nothing was deleted; try again once it is done.\n`);
     return 1;
+  } finally {
+    await shared?.close();
   }
   out.line(totalsLine(report, graceMs));
   await out.flush();

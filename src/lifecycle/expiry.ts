@@ -26,6 +26,7 @@ import type { RepositoryName, Tag } from '../registry/names.js';
 import { listRepositories } from '../storage/catalog.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { acquireLease, LeaseHeld, type Lease } from './lease.js';
+import type { Leases } from '../coordination/leases.js';
 import { children, linkedDigests, readLink } from '../storage/links.js';
 import type { LocalStorage } from '../storage/local.js';
 import { pathFor } from '../storage/paths.js';
@@ -59,6 +60,8 @@ export interface ExpiryOptions {
   dryRun?: boolean;
   /** Repositories that never expire (hosted ones): everything they link is kept. */
   keep?: (repository: string) => boolean;
+  /** Leases shared by replicas: the sweep lease is taken there too (lease.ts). */
+  leases?: Leases;
 }
 
 export class ExpirySweeper {
@@ -138,7 +141,7 @@ export class ExpirySweeper {
     let lease: Lease | undefined;
     if (!report.dryRun) {
       try {
-        lease = await acquireLease(this.driver, 'sweep', 'proxy.ttl expiry');
+        lease = await acquireLease(this.driver, 'sweep', 'proxy.ttl expiry', this.options.leases === undefined ? {} : { shared: this.options.leases });
       } catch (err) {
         if (!(err instanceof LeaseHeld)) throw err;
         this.log.info({ holder: err.holder, purpose: err.purpose }, 'expiry sweep postponed: another sweep holds the storage lease');

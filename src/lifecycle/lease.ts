@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { OWNER } from '../storage/owner.js';
 import { pathFor } from '../storage/paths.js';
+import type { HeldLease, Leases } from '../coordination/leases.js';
 
 interface LeaseRecord {
   holder: string;
@@ -36,6 +37,13 @@ export interface Lease {
 }
 
 export interface LeaseOptions {
+  /**
+   * Leases shared by replicas (a Redis or PostgreSQL metadata store): the
+   * lease is also taken there, with compare-and-set, which closes the race
+   * window of the storage record. Unreachable, the storage record alone
+   * decides (and the store's health says so).
+   */
+  shared?: Leases;
   /** How long a record holds without renewal; default 60 s. */
   ttlMs?: number;
   /** The wait between writing our record and reading it back; default 200 ms. */
@@ -104,16 +112,29 @@ export async function acquireLease(driver: StorageDriver, name: string, purpose:
   };
   const timer = setInterval(() => void renew(), Math.max(10, Math.floor(ttlMs / 3)));
   timer.unref();
+  const releaseRecord = async (): Promise<void> => {
+    if (released) return;
+    released = true;
+    clearInterval(timer);
+    const record = await read(driver, path).catch(() => undefined);
+    if (record?.holder === holder) await driver.delete(path).catch(() => undefined);
+  };
+  let shared: HeldLease | undefined;
+  if (options.shared?.shared === true) {
+    const got = await options.shared.acquire(`sweep/${name}`, purpose, ttlMs);
+    if (got.state === 'busy') {
+      await releaseRecord();
+      throw new LeaseHeld(name, got.info.holder, got.info.purpose, now() + ttlMs);
+    }
+    if (got.state === 'held') shared = got.lease;
+  }
   return {
     name,
     lost: lostPromise,
-    isLost: () => lost,
+    isLost: () => lost || shared?.isLost() === true,
     async release() {
-      if (released) return;
-      released = true;
-      clearInterval(timer);
-      const record = await read(driver, path).catch(() => undefined);
-      if (record?.holder === holder) await driver.delete(path).catch(() => undefined);
+      await shared?.release();
+      await releaseRecord();
     },
   };
 }

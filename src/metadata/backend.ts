@@ -49,7 +49,12 @@ export async function openMetadataBackend(config: StevedoreConfig['metadata']): 
     case 'redis': {
       if (config.url === undefined) throw new Error('metadata.store redis needs metadata.url (redis://host:6379)');
       const { default: KeyvRedis } = await import('@keyv/redis');
-      const store = new KeyvRedis(config.url);
+      // Calls fail at once while Redis is down (keyv then reports and serves on) instead of queueing
+      // until it is back, which would hold every request that reads metadata; it reconnects meanwhile.
+      const store = new KeyvRedis(
+        { url: config.url, disableOfflineQueue: true, socket: { connectTimeout: 2_000, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2_000) } },
+        { throwOnConnectError: true, connectionTimeout: 2_000 },
+      );
       // node-redis emits 'error' on its client when the connection drops, and @keyv/redis does not listen:
       // unheard, it would end the process. Passed on, keyv reports it as any failure of the store.
       store.client.on('error', (err: unknown) => store.emit('error', err));

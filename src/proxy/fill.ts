@@ -35,6 +35,7 @@ import { fillSessionId } from '../storage/owner.js';
 import { pathFor } from '../storage/paths.js';
 import type { RemoteBlobService } from '../upstream/remote.js';
 import { type AdmissionLimits, FillAdmission, type Release } from './admission.js';
+import type { HeldLease, Leases } from '../coordination/leases.js';
 
 /** filling → verified (digest checked, not yet durable) → committed (in place), or → failed. */
 export type FillState = 'filling' | 'verified' | 'committed' | 'failed';
@@ -54,7 +55,12 @@ export interface FillOptions {
   quota?: FillQuota;
   /** Per fill, from the caller (FillRegistry.start). */
   metrics?: FillMetrics;
+  /** Leases shared with other replicas (a shared metadata store): one replica fills each digest. */
+  leases?: Leases;
 }
+
+/** How often a replica waiting for another's fill looks at storage and the lease. */
+const TURN_POLL_MS = 200;
 
 /** Bytes received from the upstream and followers joining, for metrics (ProxyHooks.metrics). */
 export interface FillMetrics {
@@ -415,11 +421,65 @@ export class FillRegistry {
     const { signal } = this.closing;
     const shuttingDown = (): RegistryError => new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
     if (signal.aborted) throw shuttingDown();
-    // A fill that committed between the caller's look at storage and now is not fetched again.
-    if ((await this.blobs.stat(digest)) !== undefined) return undefined;
-    const { descriptor, stream } = await remote.open(digest, undefined, { signal }).catch((err: unknown) => {
+    const turn = await this.takeTurn(digest, upstream, options, signal);
+    if (turn === 'stored') return undefined;
+    const lease = turn;
+    try {
+      return await this.download(remote, upstream, repository, digest, onCommit, options, lease);
+    } catch (err) {
+      await lease?.release();
       throw signal.aborted ? shuttingDown() : err;
-    });
+    }
+  }
+
+  /**
+   * Cross-replica single flight (with a shared lease store): the replica
+   * holding the digest's lease fills it; the others wait until the blob is
+   * in storage, while the holder's published progress moves, then serve it
+   * from there. A holder that makes no progress for `followerWaitMs` (or a
+   * store that cannot be reached) leaves this replica to fill on its own.
+   */
+  private async takeTurn(digest: Digest, upstream: string, options: FillOptions, signal: AbortSignal): Promise<HeldLease | 'stored' | undefined> {
+    const { leases } = options;
+    let progress: number | undefined;
+    let movedAt = Date.now();
+    let following = false;
+    for (;;) {
+      // A fill that committed between the caller's look at storage and now is not fetched again.
+      if ((await this.blobs.stat(digest)) !== undefined) return 'stored';
+      if (leases === undefined || !leases.shared) return undefined;
+      const got = await leases.acquire(`fill/${digest.value}`, 'fill');
+      if (got.state === 'held') {
+        if ((await this.blobs.stat(digest)) === undefined) return got.lease;
+        await got.lease.release(); // committed by the previous holder just now
+        return 'stored';
+      }
+      if (got.state === 'unavailable') return undefined;
+      if (!following) options.metrics?.follower(); // once per request, as a local follower counts
+      following = true;
+      if (got.info.progress !== progress) {
+        progress = got.info.progress;
+        movedAt = Date.now();
+      } else if (Date.now() - movedAt > options.followerWaitMs) {
+        options.log.warn({ digest: digest.value, upstream, holder: got.info.holder, progress }, 'the replica filling this blob made no progress: filling it here as well');
+        return undefined;
+      }
+      await sleep(TURN_POLL_MS, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) throw new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
+    }
+  }
+
+  private async download(
+    remote: RemoteBlobService,
+    upstream: string,
+    repository: RepositoryName,
+    digest: Digest,
+    onCommit: (fill: BlobFill) => Promise<void>,
+    options: FillOptions,
+    lease: HeldLease | undefined,
+  ): Promise<{ fill: BlobFill; ended: Promise<void> } | undefined> {
+    const { signal } = this.closing;
+    const { descriptor, stream } = await remote.open(digest, undefined, { signal });
     // Refused on the announced size, before a byte is read or anything is written.
     const refusal = options.quota?.refuse(digest, descriptor.size);
     if (refusal !== undefined) {
@@ -445,9 +505,13 @@ export class FillRegistry {
     }
     const { size } = descriptor;
     const fill = new BlobFill(repository, digest, size, ingest, this.driver, options.followerWaitMs);
+    lease?.track(() => ingest.size);
     options.log.info({ repository, digest: digest.value, size, upstream }, 'blob fill started');
     const began = Date.now();
-    const ended = fill.run(stream, remote, options, onCommit, signal).finally(unreserve).then(async () => {
+    const ended = fill.run(stream, remote, options, onCommit, signal).finally(async () => {
+      unreserve();
+      await lease?.release();
+    }).then(async () => {
       await this.driver.delete(journal).catch(() => undefined);
       if (fill.state === 'committed') {
         options.quota?.committed(digest, size);
