@@ -77,6 +77,8 @@ export interface BuiltRegistry {
   clients?: readonly UpstreamClient[];
   /** What the status API reads: the local stores, and the pull times when upstreams are proxied. */
   storage: LocalStorage;
+  /** Leases shared with other replicas (present when upstreams are proxied). */
+  leases?: Leases;
   access?: AccessIndex;
   close(): Promise<void>;
 }
@@ -241,7 +243,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     if (options.sweep !== false) sweeper.start(sweepInterval(first.ttlMs));
   }
   // In the background: with the memory store it walks blobs/ once; pulls are served meanwhile.
-  options.metrics?.watch({ upstreams: clients, fills, ...(quota === undefined ? {} : { quota }) });
+  options.metrics?.watch({ upstreams: clients, fills, coordination: leases, ...(quota === undefined ? {} : { quota }) });
   quota?.start().catch((err: unknown) => log.error({ err }, 'storage.quota could not count the cache; nothing is evicted'));
   return {
     routing,
@@ -250,6 +252,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     clients,
     storage: local.storage,
     access,
+    leases,
     ...(sweeper === undefined ? {} : { sweeper }),
     ...(quota === undefined ? {} : { quota }),
     async close() {
@@ -374,6 +377,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
     writable: !config.storage.maintenance.readonly,
     ...(built.metadata === undefined ? {} : { metadata: built.metadata }),
     upstreams: built.clients ?? [],
+    ...(built.leases === undefined ? {} : { coordination: built.leases }),
     log: log.child({ task: 'readiness' }),
   });
   if (config.operations.ui) {

@@ -84,6 +84,11 @@ export class Leases {
     return { kind: this.store.kind, healthy: this.healthyState, ...(this.lastError === undefined ? {} : { error: this.lastError }) };
   }
 
+  /** One round trip to the store, so that its health is current (for /readyz); never throws. */
+  async probe(): Promise<void> {
+    if (this.store !== undefined) await this.call(this.store.read('probe')).catch(() => undefined);
+  }
+
   /** Takes `key` for `purpose` if nobody holds it. */
   async acquire(key: string, purpose: string, ttlMs = this.ttlMs): Promise<Acquired> {
     const { store } = this;

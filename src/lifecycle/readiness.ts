@@ -34,6 +34,11 @@ export interface ReadinessReport {
   checks: Record<string, CheckResult>;
   /** Reported only: an offline upstream leaves the cache serving. */
   upstreams: Record<string, { state: UpstreamHealth }>;
+  /**
+   * Reported only, with a shared lease store: `false` while this replica
+   * cannot reach it and fills on its own (no cross-replica single flight).
+   */
+  coordination?: { store: string; healthy: boolean };
 }
 
 export interface ReadinessSource {
@@ -47,6 +52,8 @@ export interface ReadinessOptions {
   /** Absent when nothing is proxied (no metadata store is opened). */
   metadata?: Pick<MetadataStore, 'ping'>;
   upstreams?: readonly Pick<UpstreamClient, 'name' | 'breakerState'>[];
+  /** The leases replicas coordinate through (coordination/leases.ts). */
+  coordination?: { health(): { kind: string; healthy: boolean } | undefined; probe(): Promise<void> };
   log: Logger;
   /** The most one check may take; default 2 s. */
   timeoutMs?: number;
@@ -112,6 +119,9 @@ export class Readiness implements ReadinessSource {
       checks,
       upstreams: Object.fromEntries(upstreams.map((u) => [u.name, { state: UPSTREAM_HEALTH[u.breakerState] }])),
     };
+    await this.options.coordination?.probe();
+    const coordination = this.options.coordination?.health();
+    if (coordination !== undefined) report.coordination = { store: coordination.kind, healthy: coordination.healthy };
     const before = this.latest?.report.ready;
     if (!report.ready && before !== false) this.options.log.warn({ failed, errors }, 'not ready');
     else if (report.ready && before === false) this.options.log.info({}, 'ready again');

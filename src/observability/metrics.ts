@@ -34,6 +34,8 @@ export interface WatchedState {
   upstreams?: readonly { name: string; breakerState: 'closed' | 'open' | 'half-open'; rateLimitState: { remaining?: number } }[];
   fills?: { active: number };
   quota?: { total: number };
+  /** Leases shared by replicas (a Redis or PostgreSQL metadata store). */
+  coordination?: { health(): { kind: string; healthy: boolean } | undefined };
 }
 
 const ROUTE_KINDS: readonly RouteKind[] = ['base', 'catalog', 'tags', 'manifest', 'blob', 'referrers', 'upload', 'token', 'operations', 'other'];
@@ -209,7 +211,8 @@ export class Metrics implements CacheMetrics {
   /** The objects read at scrape time (set once the app has built them). */
   watch(state: WatchedState): void {
     this.watched = state;
-    const { quota } = state;
+    const { quota, coordination } = state;
+    if (coordination !== undefined) this.watchCoordination(coordination);
     // Only storage.quota counts the cache: without one there is no figure to give, and no series.
     if (quota !== undefined && this.registry.getSingleMetric('stevedore_cache_size_bytes') === undefined) {
       new Gauge({
@@ -221,6 +224,21 @@ export class Metrics implements CacheMetrics {
         },
       });
     }
+  }
+
+  /** Whether the lease store replicas coordinate through answers (no series without one). */
+  private watchCoordination(coordination: NonNullable<WatchedState['coordination']>): void {
+    if (coordination.health() === undefined || this.registry.getSingleMetric('stevedore_coordination_up') !== undefined) return;
+    new Gauge({
+      name: 'stevedore_coordination_up',
+      help: 'Whether the lease store replicas coordinate fills and sweeps through answers (1), or this replica serves on alone (0).',
+      labelNames: ['store'],
+      registers: [this.registry],
+      collect() {
+        const health = coordination.health();
+        if (health !== undefined) this.set({ store: health.kind }, health.healthy ? 1 : 0);
+      },
+    });
   }
 
   request(kind: RouteKind, method: string, status: number, seconds: number): void {

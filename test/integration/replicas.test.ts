@@ -1,0 +1,127 @@
+// Several Stevedore processes (the CLI, each on its own port) sharing one
+// storage and one Redis, in front of a real Distribution: concurrent cold
+// pulls spread across them fetch each blob from the upstream exactly once
+// (one replica fills, the others wait for it through the shared lease), and
+// with Redis stopped they keep serving what is stored and still fill misses,
+// each on its own, until Redis is back.
+import { createHash } from 'node:crypto'
+import { join } from 'node:path'
+import t from 'tap'
+import { accessLog } from '../helpers/access-log.js'
+import { startDistribution, type Distribution } from '../helpers/distribution.js'
+import { OCI_MANIFEST, writeOciImage, type ImageDescription } from '../helpers/images.js'
+import { startRedis } from '../helpers/redis.js'
+import { pushLayout } from '../helpers/skopeo.js'
+import { startStevedore, type StevedoreProc } from '../helpers/stevedore.js'
+import type { Teardown } from '../helpers/tmp.js'
+
+const sha256 = (data: Uint8Array): string => `sha256:${createHash('sha256').update(data).digest('hex')}`
+
+/** A pull as a client does it: the manifest by tag, then every blob, each checked against its digest. */
+async function pull(base: string, repo: string, tag: string): Promise<{ manifest: string; blobs: string[] }> {
+  const res = await fetch(`${base}/v2/${repo}/manifests/${tag}`, { headers: { Accept: OCI_MANIFEST } })
+  if (res.status !== 200) throw new Error(`manifest ${repo}:${tag} from ${base}: ${res.status} ${await res.text()}`)
+  const body = new Uint8Array(await res.arrayBuffer())
+  const manifest = JSON.parse(Buffer.from(body).toString()) as { config: { digest: string }; layers: { digest: string }[] }
+  const blobs = await Promise.all(
+    [manifest.config, ...manifest.layers].map(async ({ digest }) => {
+      const blob = await fetch(`${base}/v2/${repo}/blobs/${digest}`)
+      if (blob.status !== 200) throw new Error(`blob ${digest} from ${base}: ${blob.status} ${await blob.text()}`)
+      const bytes = new Uint8Array(await blob.arrayBuffer())
+      if (sha256(bytes) !== digest) throw new Error(`blob ${digest} from ${base} hashed to ${sha256(bytes)}`)
+      return digest
+    }),
+  )
+  return { manifest: sha256(body), blobs }
+}
+
+/** GETs of each blob the upstream answered. */
+function upstreamBlobGets(upstream: Distribution, repo: string): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const r of accessLog(upstream)) {
+    const m = new RegExp(`^/v2/${repo}/blobs/(sha256:[0-9a-f]{64})$`).exec(r.path)
+    if (m !== null && r.method === 'GET' && r.status >= 200 && r.status < 300) counts.set(m[1] as string, (counts.get(m[1] as string) ?? 0) + 1)
+  }
+  return counts
+}
+
+async function replicas(t: Teardown, count: number, upstream: Distribution, root: string, redisUrl: string): Promise<StevedoreProc[]> {
+  const config = {
+    log: { level: 'info' },
+    proxy: { remoteurl: upstream.url, timeouts: { fillwait: '10s' } },
+    storage: { filesystem: { rootdirectory: root }, maintenance: { uploadpurging: { enabled: false } } },
+    metadata: { store: 'redis', url: redisUrl, namespace: `replicas-${process.pid}` },
+  }
+  return Promise.all(Array.from({ length: count }, () => startStevedore(t, { config })))
+}
+
+async function seeded(t: Teardown, dir: string, repo: string, seed: string): Promise<{ upstream: Distribution; image: ImageDescription }> {
+  const upstream = await startDistribution(t)
+  const image = await writeOciImage(join(dir, seed), { tag: '1.0', seed, layerSizes: [3 << 20, 1 << 20, 200_000, 20_000] })
+  await pushLayout(join(dir, seed), '1.0', `${upstream.host}/${repo}:1.0`)
+  return { upstream, image }
+}
+
+t.test('48 concurrent cold pulls across three replicas: each blob crosses the upstream once', async t => {
+  const dir = t.testdir()
+  const redis = await startRedis(t)
+  const { upstream, image } = await seeded(t, dir, 'library/app', 'replicas-cold')
+  const procs = await replicas(t, 3, upstream, join(dir, 'storage'), redis.url)
+  const before = accessLog(upstream).length
+
+  const pulls = await Promise.all(Array.from({ length: 48 }, (_, i) => pull((procs[i % 3] as StevedoreProc).url, 'library/app', '1.0')))
+  for (const p of pulls) t.equal(p.manifest, image.manifestDigest, 'every pull got the pushed manifest')
+  t.equal(pulls.filter(p => p.blobs.length === image.blobs.length).length, 48, 'and every blob, each checked against its digest')
+
+  const gets = upstreamBlobGets(upstream, 'library/app')
+  for (const blob of image.blobs) t.equal(gets.get(blob.digest), 1, `${blob.digest.slice(0, 19)} (${blob.size} bytes) was fetched from the upstream once`)
+  const fills = procs.flatMap(p => p.logRecords().filter(r => r.msg === 'blob fill started').map(r => r.digest))
+  t.same([...fills].sort(), image.blobs.map(b => b.digest).sort(), 'one fill per blob, on one replica or another')
+  t.ok(accessLog(upstream).length > before, 'the upstream was asked')
+})
+
+t.test('Redis stopped: stored images keep pulling, misses still fill, coordination returns with Redis', async t => {
+  const dir = t.testdir()
+  const redis = await startRedis(t)
+  const { upstream, image } = await seeded(t, dir, 'library/app', 'replicas-redis')
+  const second = await writeOciImage(join(dir, 'second'), { tag: '2.0', seed: 'replicas-redis-2', layerSizes: [500_000, 30_000] })
+  await pushLayout(join(dir, 'second'), '2.0', `${upstream.host}/library/app:2.0`)
+  const third = await writeOciImage(join(dir, 'third'), { tag: '3.0', seed: 'replicas-redis-3', layerSizes: [400_000, 40_000] })
+  await pushLayout(join(dir, 'third'), '3.0', `${upstream.host}/library/app:3.0`)
+  const procs = await replicas(t, 2, upstream, join(dir, 'storage'), redis.url)
+  const [a, b] = procs as [StevedoreProc, StevedoreProc]
+
+  t.equal((await pull(a.url, 'library/app', '1.0')).manifest, image.manifestDigest, 'a cold pull while Redis is up')
+  await redis.stop()
+
+  const warm = await Promise.all([pull(a.url, 'library/app', '1.0'), pull(b.url, 'library/app', '1.0')])
+  t.same(warm.map(p => p.manifest), [image.manifestDigest, image.manifestDigest], 'with Redis gone, the stored image still pulls from both replicas')
+  const miss = await Promise.all([pull(a.url, 'library/app', '2.0'), pull(b.url, 'library/app', '2.0')])
+  t.same(miss.map(p => p.manifest), [second.manifestDigest, second.manifestDigest], 'and a miss is still filled (each replica on its own)')
+  const gets = upstreamBlobGets(upstream, 'library/app')
+  for (const blob of second.blobs) t.ok((gets.get(blob.digest) ?? 0) >= 1 && (gets.get(blob.digest) ?? 0) <= 2, `${blob.digest.slice(0, 19)}: fetched ${gets.get(blob.digest)} time(s), at most once per replica`)
+  t.ok(
+    procs.some(p => p.logRecords().some(r => r.msg === 'the lease store is unreachable: serving on alone (no cross-replica single flight) until it answers')),
+    'a replica logged that it serves on alone',
+  )
+  const ready = await fetch(`${a.url}/readyz`)
+  const detail = (await ready.json()) as { failed?: string[]; coordination?: { store: string; healthy: boolean } }
+  t.same(detail.coordination, { store: 'redis', healthy: false }, '/readyz says the replica is not coordinating')
+  t.ok(detail.failed?.includes('metadata'), 'and that the metadata store is unreachable')
+  const metrics = await (await fetch(`${a.url}/metrics`)).text()
+  t.match(metrics, /stevedore_coordination_up\{store="redis"\} 0/, 'so does /metrics')
+
+  await redis.start()
+  // Give both replicas time to reconnect, then a cold image again: one fetch per blob.
+  let reconnected = false
+  for (let i = 0; i < 50 && !reconnected; i++) {
+    const states = await Promise.all([a, b].map(async p => ((await (await fetch(`${p.url}/readyz`)).json()) as { coordination?: { healthy: boolean } }).coordination?.healthy))
+    reconnected = states.every(s => s === true)
+    if (!reconnected) await new Promise(r => setTimeout(r, 200))
+  }
+  t.ok(reconnected, 'both replicas report coordination healthy again')
+  const again = await Promise.all([pull(a.url, 'library/app', '3.0'), pull(b.url, 'library/app', '3.0'), pull(a.url, 'library/app', '3.0'), pull(b.url, 'library/app', '3.0')])
+  t.same(new Set(again.map(p => p.manifest)), new Set([third.manifestDigest]))
+  const after = upstreamBlobGets(upstream, 'library/app')
+  for (const blob of third.blobs) t.equal(after.get(blob.digest), 1, `${blob.digest.slice(0, 19)}: once again, with Redis back`)
+})
