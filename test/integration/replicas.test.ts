@@ -3,12 +3,17 @@
 // pulls spread across them fetch each blob from the upstream exactly once
 // (one replica fills, the others wait for it through the shared lease), and
 // with Redis stopped they keep serving what is stored and still fill misses,
-// each on its own, until Redis is back.
+// each on its own, until Redis is back. A replica killed mid-fill leaves the
+// blob to another, which notices that the lease holder makes no progress.
 import { createHash } from 'node:crypto'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { accessLog } from '../helpers/access-log.js'
 import { startDistribution, type Distribution } from '../helpers/distribution.js'
+import { blob, startFakeUpstream } from '../helpers/fake-upstream.js'
+import { listFiles, seededBytes } from '../helpers/files.js'
+import { rawGet } from '../helpers/http.js'
 import { OCI_MANIFEST, writeOciImage, type ImageDescription } from '../helpers/images.js'
 import { startRedis } from '../helpers/redis.js'
 import { pushLayout } from '../helpers/skopeo.js'
@@ -125,3 +130,71 @@ t.test('Redis stopped: stored images keep pulling, misses still fill, coordinati
   const after = upstreamBlobGets(upstream, 'library/app')
   for (const blob of third.blobs) t.equal(after.get(blob.digest), 1, `${blob.digest.slice(0, 19)}: once again, with Redis back`)
 })
+
+t.test('kill -9 of the replica filling a blob: another replica completes it, nothing corrupt is committed', async t => {
+  const dir = t.testdir()
+  const redis = await startRedis(t)
+  const upstream = await startFakeUpstream('faulty/app')
+  t.teardown(() => upstream.close())
+  const big = blob(seededBytes('replica-killed', 6 * 1024 * 1024 + 7))
+  upstream.blobs.set(big.digest, big)
+  const root = join(dir, 'storage')
+  const config = {
+    log: { level: 'info' },
+    // fillwait: how long a replica waits on a filler that makes no progress before it fills the blob itself.
+    proxy: { remoteurl: upstream.url, timeouts: { body: '60s', fillwait: '2s' } },
+    storage: { filesystem: { rootdirectory: root }, maintenance: { uploadpurging: { enabled: false } } },
+    metadata: { store: 'redis', url: redis.url, namespace: `killed-${process.pid}` },
+  }
+  const [a, b] = (await Promise.all([startStevedore(t, { config }), startStevedore(t, { config })])) as [StevedoreProc, StevedoreProc]
+
+  upstream.fault = 'stall' // half the blob, then silence
+  const first = rawGet(`${a.url}/v2/faulty/app/blobs/${big.digest}`, {}, false).catch(() => undefined)
+  const spool = async (): Promise<number> => {
+    const data = (await listFiles(root)).find(f => /_uploads\/fill-[^/]+\/data$/.test(f))
+    return data === undefined ? 0 : ((await stat(join(root, data)).catch(() => undefined))?.size ?? 0)
+  }
+  await until('replica a is half-way through the fill', async () => (await spool()) >= Math.floor(big.content.length / 2))
+  const second = rawGet(`${b.url}/v2/faulty/app/blobs/${big.digest}`, {}, false)
+  await until('replica b waits on a’s lease', async () => b.logRecords().length > 0 && (await redisHolds(redis.port, `killed-${process.pid}:lease:fill/${big.digest}`)))
+  process.kill(a.pid, 'SIGKILL')
+  await a.stop()
+  await first
+  upstream.fault = 'none'
+
+  const served = await second
+  t.ok(served.complete, 'the client of replica b gets the whole blob')
+  t.equal(served.sha256, big.digest, 'and the right bytes')
+  t.ok(b.logRecords().some(r => r.msg === 'the replica filling this blob made no progress: filling it here as well'), 'b took over once a stopped making progress')
+  t.equal(upstream.count('GET', `/blobs/${big.digest}`), 2, 'two downloads in all: the killed one and the one that completed')
+  const stored = createHash('sha256').update(await readFile(join(root, 'docker/registry/v2/blobs/sha256', big.digest.slice(7, 9), big.digest.slice(7), 'data'))).digest('hex')
+  t.equal(`sha256:${stored}`, big.digest, 'the committed blob hashes to its digest')
+
+  // What the killed replica left (its spool) goes when a replica starts again on this host.
+  const c = await startStevedore(t, { config })
+  await until('the restart removed the dead replica’s spool', async () => (await listFiles(root)).every(f => !f.includes('_uploads/')))
+  t.equal((await rawGet(`${c.url}/v2/faulty/app/blobs/${big.digest}`, {}, false)).sha256, big.digest, 'and the blob is served from storage')
+  t.equal(upstream.count('GET', `/blobs/${big.digest}`), 2, 'without another download')
+})
+
+/** Whether the key is set in the private Redis (a raw RESP exchange: no client library needed). */
+async function redisHolds(port: number, key: string): Promise<boolean> {
+  const { createConnection } = await import('node:net')
+  return new Promise(resolve => {
+    const socket = createConnection({ host: '127.0.0.1', port })
+    socket.once('connect', () => socket.write(`*2\r\n$6\r\nEXISTS\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`))
+    socket.once('data', data => {
+      socket.destroy()
+      resolve(data.toString().startsWith(':1'))
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+async function until(what: string, check: () => Promise<boolean>, deadlineMs = 30_000): Promise<void> {
+  const end = Date.now() + deadlineMs
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 25))
+  }
+}
