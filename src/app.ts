@@ -214,7 +214,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
       },
       log,
       caches,
-      { access, ...(quota === undefined ? {} : { quota }), ...(options.metrics === undefined ? {} : { metrics: options.metrics }) },
+      { access, leases, ...(quota === undefined ? {} : { quota }), ...(options.metrics === undefined ? {} : { metrics: options.metrics }) },
     );
     return {
       name: upstream.name,

@@ -17,6 +17,7 @@ import type { RemoteRegistry, RemoteRepository } from '../upstream/remote.js';
 import type { FillLimits, FillRegistry } from './fill.js';
 import type { UpstreamReferrers } from './referrers.js';
 import type { CacheMetrics } from '../observability/metrics.js';
+import type { Leases } from '../coordination/leases.js';
 
 export interface ProxyPolicy {
   /** How long a cached tag is served without asking the upstream, when no rule matches. */
@@ -45,6 +46,8 @@ export interface ProxyHooks {
   };
   /** Cache hits and misses, blob bytes by source, fill followers (observability/metrics.ts). */
   metrics?: CacheMetrics;
+  /** Leases shared with other replicas: tag refreshes one at a time across them. */
+  leases?: Leases;
 }
 
 /** A manifest known to be linked in a repository, kept in memory so a warm HEAD touches no disk. */

@@ -17,7 +17,9 @@
  * what is stored (registry/negotiate.ts): an index's child for the default
  * platform, fetched by digest if needed, or MANIFEST_UNKNOWN.
  * Payloads are stored and served exactly as the upstream sent them.
+ * Replicas sharing a lease store refresh a tag one at a time (askCoordinated).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isUpstreamOutage, RegistryError } from '../registry/errors.js';
 import { type Digest, tryParseDigest } from '../registry/digest.js';
 import { accepts, MediaType } from '../registry/mediatypes.js';
@@ -29,6 +31,11 @@ import type { LocalManifests } from '../storage/local.js';
 import type { RemoteRepository } from '../upstream/remote.js';
 import type { HotManifest, ProxyContext } from './context.js';
 
+
+/** Waiting for another replica's refresh of a tag: at most this long, looking this often; its lease lasts this long unrenewed. */
+const TAG_WAIT_MS = 5_000;
+const TAG_POLL_MS = 50;
+const TAG_LEASE_MS = 10_000;
 
 const staleWarning = (upstream: string, why: string): string =>
   `stevedore: served from cache; upstream ${upstream} is unavailable (${why})`;
@@ -145,10 +152,48 @@ export class ProxyManifests implements ManifestService {
     const key = `${this.name}:${tag}`;
     let running = refreshes.get(key);
     if (running === undefined) {
-      running = this.askUpstream(tag, cached).finally(() => refreshes.delete(key));
+      running = this.askCoordinated(tag, cached).finally(() => refreshes.delete(key));
       refreshes.set(key, running);
     }
     return running;
+  }
+
+  /**
+   * Across replicas (a shared lease store), one refresh of a tag at a time:
+   * the replica holding the tag's lease asks the upstream; the others wait
+   * for the fresh record it leaves in the metadata store and serve that. A
+   * store that cannot be reached, or a wait past TAG_WAIT_MS, asks alone.
+   */
+  private async askCoordinated(tag: Tag, cached: HotManifest | undefined): Promise<HotManifest> {
+    const { leases } = this.ctx.hooks;
+    if (leases === undefined || !leases.shared) return this.askUpstream(tag, cached);
+    const key = `tag/${this.ctx.upstream}/${this.name}:${tag}`;
+    const deadline = Date.now() + TAG_WAIT_MS;
+    for (;;) {
+      const got = await leases.acquire(key, 'tag refresh', TAG_LEASE_MS);
+      if (got.state === 'unavailable') return this.askUpstream(tag, cached);
+      if (got.state === 'held') {
+        try {
+          return (await this.freshRecord(tag)) ?? (await this.askUpstream(tag, cached));
+        } finally {
+          await got.lease.release();
+        }
+      }
+      const fresh = await this.freshRecord(tag);
+      if (fresh !== undefined) return fresh;
+      if (Date.now() > deadline) return this.askUpstream(tag, cached);
+      await sleep(TAG_POLL_MS);
+    }
+  }
+
+  /** The tag as another replica recorded it within its ttl, when that manifest is stored: no need to ask. */
+  private async freshRecord(tag: Tag): Promise<HotManifest | undefined> {
+    const { ctx } = this;
+    const state = await ctx.metadata.getTag(ctx.upstream, this.name, tag);
+    if (state === undefined || ctx.now - state.checkedAt >= ctx.tagTtl(tag)) return undefined;
+    const entry = await this.stored(state.digest);
+    if (entry !== undefined) ctx.caches.hotTags.set(`${this.name}:${tag}`, state);
+    return entry;
   }
 
   /** Asks the upstream what the tag points at now (a HEAD); fetches only what is not stored. */
