@@ -20,6 +20,7 @@ import { FillRegistry } from './proxy/fill.js';
 import { ProxyRegistry } from './proxy/registry.js';
 import { Routing, type RoutedUpstream } from './routing/routes.js';
 import type { StorageDriver } from './storage/driver.js';
+import { openStorageDriver } from './storage/open.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { LocalRegistry } from './storage/local.js';
 import { UpstreamClient } from './upstream/client.js';
@@ -73,6 +74,8 @@ export interface BuiltRegistry {
   quota?: QuotaKeeper;
   /** Present when upstreams are proxied (not with none, nor with proxy.offline). */
   metadata?: MetadataStore;
+  /** The local spool of fills, for a storage without random access (S3). */
+  spool?: StorageDriver;
   /** One per proxied upstream, in configuration order. */
   clients?: readonly UpstreamClient[];
   /** What the status API reads: the local stores, and the pull times when upstreams are proxied. */
@@ -111,7 +114,7 @@ function upstreamClient(upstream: UpstreamConfig, log: Logger, options: AppOptio
 }
 
 export async function buildRegistry(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<BuiltRegistry> {
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const driver = openStorageDriver(config.storage);
   const local = new LocalRegistry(driver, { manifestCacheBytes: config.cache.manifests.maxSize, platform: config.defaultPlatform });
   const upstreams = config.proxy === undefined ? config.upstreams : [config.proxy, ...config.upstreams];
   const hostedOptions = {
@@ -142,6 +145,8 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     return { routing, driver, storage: local.storage, close: async () => undefined };
   }
 
+  // A storage that cannot be read while it is written (S3) gets a local spool that fills' followers read.
+  const spool = driver.open === undefined ? new FilesystemDriver(config.storage.spool) : undefined;
   const backend = await openMetadataBackend(config.metadata);
   // With a shared metadata store (Redis, PostgreSQL), replicas coordinate through leases there:
   // one fill per digest across them, one sweep at a time.
@@ -187,7 +192,15 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
   const fills = new FillRegistry(
     driver,
     local.storage.blobs,
-    { maxResumes: 3, resumeBudgetMs: first.timeouts.resumeMs, followerWaitMs: first.timeouts.fillWaitMs, log, leases, ...(quota === undefined ? {} : { quota }) },
+    {
+      maxResumes: 3,
+      resumeBudgetMs: first.timeouts.resumeMs,
+      followerWaitMs: first.timeouts.fillWaitMs,
+      log,
+      leases,
+      ...(quota === undefined ? {} : { quota }),
+      ...(spool === undefined ? {} : { spool }),
+    },
     { fills: config.limits.fills, fillsPerClient: config.limits.fillsPerClient },
   );
   const blobConfirmTtlMs = Math.max(first.tagTtlMs, 60_000);
@@ -253,6 +266,7 @@ export async function buildRegistry(config: StevedoreConfig, log: Logger, option
     storage: local.storage,
     access,
     leases,
+    ...(spool === undefined ? {} : { spool }),
     ...(sweeper === undefined ? {} : { sweeper }),
     ...(quota === undefined ? {} : { quota }),
     async close() {
@@ -358,7 +372,7 @@ export async function startApp(config: StevedoreConfig, log: Logger, options: Ap
   const metrics = options.metrics ?? (config.operations.metrics || debug?.prometheus === true ? new Metrics() : undefined);
   const built = await buildRegistry(config, log, metrics === undefined ? options : { ...options, metrics });
   // In the background: the walk may take a while on a large tree, and nothing it removes is in use.
-  const recovery = recoverInterrupted(built.driver, log.child({ task: 'recovery' })).catch((err: unknown) => {
+  const recovery = recoverInterrupted(built.driver, log.child({ task: 'recovery' }), built.spool).catch((err: unknown) => {
     log.error({ err }, 'removing what an interrupted run left behind failed');
   });
   const purging = config.storage.maintenance.uploadpurging;

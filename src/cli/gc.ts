@@ -25,7 +25,7 @@ import { collectGarbage, type GcEvent, type GcReport } from '../lifecycle/gc.js'
 import { LeaseHeld } from '../lifecycle/lease.js';
 import { Leases } from '../coordination/leases.js';
 import { openLeaseStore } from '../coordination/lease-store.js';
-import { FilesystemDriver } from '../storage/filesystem.js';
+import { openStorageDriver } from '../storage/open.js';
 import { LocalStorage } from '../storage/local.js';
 import type { Command } from './args.js';
 
@@ -94,7 +94,7 @@ function bufferedStdout(): { line(text: string): void; flush(): Promise<void> } 
 
 /** Runs the command; resolves to the process exit code. */
 export async function gcCommand(command: GcCommand, config: StevedoreConfig, log: Logger): Promise<number> {
-  const storage = new LocalStorage(new FilesystemDriver(config.storage.filesystem.rootdirectory));
+  const storage = new LocalStorage(openStorageDriver(config.storage));
   const graceMs = config.storage.maintenance.gc.graceMs;
   const out = bufferedStdout();
   let report: GcReport;

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { configPathFromEnv, loadConfig, type LoadedConfig } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
 import { hostsRepositories, shutdownDeadlineMs, startApp } from '../app.js';
+import { describeStorage } from '../storage/open.js';
 import { COMMAND_HELP, parseArgs, USAGE } from './args.js';
 import { gcCommand } from './gc.js';
 import { exportCommand, importCommand, prefetchCommand } from './transfer.js';
@@ -41,7 +42,7 @@ async function serve(argPath: string | undefined): Promise<void> {
       version,
       config: loaded.source,
       addr: `${app.address.address}:${app.address.port}`,
-      storage: config.storage.filesystem.rootdirectory,
+      storage: describeStorage(config.storage),
       upstream: config.proxy?.url ?? null,
       upstreams: Object.fromEntries(config.upstreams.map((u) => [u.name, { url: u.url, hosts: u.hosts, stored: `${u.namespace}/` }])),
       tls: config.http.tls !== undefined,

@@ -7,7 +7,9 @@ import type { NoticeLog } from './errors.js';
 import type { Checked, Value } from './validate.js';
 import { parsePlatform } from '../registry/negotiate.js';
 import type { Platform } from '../registry/manifest.js';
-import type { LogLevel, MetadataStore, StevedoreConfig, TagTtlRule, UpstreamConfig } from './types.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { LogLevel, MetadataStore, S3Config, StevedoreConfig, TagTtlRule, UpstreamConfig } from './types.js';
 import { parseDuration } from './duration.js';
 import { isRawMap, type Raw, type RawMap } from './raw.js';
 import { buildAccess, buildAuth, isAddressOrCidr } from './auth.js';
@@ -50,8 +52,9 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     log: { level, formatter: formatter === 'text' ? 'text' : 'json', accesslog: !bool('log.accesslog.disabled') },
     http: buildHttp(str, num, get, present, log),
     storage: {
-      driver: 'filesystem',
+      driver: present.has('storage.s3') ? 's3' : 'filesystem',
       filesystem: { rootdirectory: str('storage.filesystem.rootdirectory') ?? '/var/lib/registry' },
+      spool: str('spool.directory') ?? join(tmpdir(), 'stevedore-spool'),
       delete: { enabled: bool('storage.delete.enabled') },
       maintenance: {
         uploadpurging: {
@@ -107,6 +110,7 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
   } else if (present.has('http.debug.prometheus.enabled') && bool('http.debug.prometheus.enabled')) {
     log.warn('http.debug.prometheus.enabled', 'needs http.debug.addr: metrics stay on the main port only (metrics.enabled)');
   }
+  if (config.storage.driver === 's3') config.storage.s3 = buildS3(str, num, bool, log);
   const quota = buildQuota(get, str, present, log);
   if (quota !== undefined) config.storage.quota = quota;
   const auth = buildAuth(str, num, present, log);
@@ -117,6 +121,33 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     log.error('access', 'rules need an auth provider (auth.htpasswd or auth.token) to tell callers apart');
   }
   return config;
+}
+
+/** `storage.s3`: region and bucket required, as Distribution requires them. */
+function buildS3(str: Str, num: Num, bool: (path: string) => boolean, log: NoticeLog): S3Config {
+  const region = str('storage.s3.region');
+  const bucket = str('storage.s3.bucket');
+  if (region === undefined) log.error('storage.s3.region', 'required with storage.s3 (any value for an endpoint that ignores it, e.g. us-east-1)');
+  if (bucket === undefined) log.error('storage.s3.bucket', 'required with storage.s3');
+  const accesskey = str('storage.s3.accesskey');
+  const secretkey = str('storage.s3.secretkey');
+  if ((accesskey === undefined) !== (secretkey === undefined)) log.error('storage.s3', 'accesskey and secretkey go together (without both, the AWS SDK finds credentials in the environment)');
+  const regionendpoint = str('storage.s3.regionendpoint');
+  return {
+    region: region ?? '',
+    bucket: bucket ?? '',
+    ...(regionendpoint === undefined ? {} : { regionendpoint }),
+    rootdirectory: str('storage.s3.rootdirectory') ?? '',
+    ...(accesskey === undefined ? {} : { accesskey }),
+    ...(secretkey === undefined ? {} : { secretkey }),
+    forcepathstyle: bool('storage.s3.forcepathstyle'),
+    secure: bool('storage.s3.secure'),
+    skipverify: bool('storage.s3.skipverify'),
+    chunksize: num('storage.s3.chunksize'),
+    multipartcopychunksize: num('storage.s3.multipartcopychunksize'),
+    multipartcopymaxconcurrency: num('storage.s3.multipartcopymaxconcurrency'),
+    multipartcopythresholdsize: num('storage.s3.multipartcopythresholdsize'),
+  };
 }
 
 /** `hosted`: repository patterns, as `allow`/`deny` write them. */

@@ -54,7 +54,7 @@ const extension = (path: string, kind: Kind, extra: Extra = {}): SchemaEntry => 
 const unsupported = (path: string, kind: Kind, extra: Extra = {}): SchemaEntry => ({ path, kind, status: 'unsupported', ...extra });
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-const OTHER_DRIVER = 'only the filesystem storage driver is supported for now, and serving from another storage than the one configured would be wrong';
+const OTHER_DRIVER = 'only the filesystem and s3 storage drivers are supported, and serving from another storage than the one configured would be wrong';
 
 export const SCHEMA: readonly SchemaEntry[] = [
   supported('version', 'string'),
@@ -73,7 +73,30 @@ export const SCHEMA: readonly SchemaEntry[] = [
   supported('storage.filesystem', 'section', { driver: true }),
   supported('storage.filesystem.rootdirectory', 'string', { default: '/var/lib/registry' }),
   unsupported('storage.filesystem.maxthreads', 'int'),
-  unsupported('storage.s3', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
+  supported('storage.s3', 'section', { driver: true }),
+  supported('storage.s3.region', 'string'),
+  supported('storage.s3.bucket', 'string'),
+  supported('storage.s3.regionendpoint', 'url', { schemes: ['http', 'https'] }),
+  supported('storage.s3.rootdirectory', 'string'),
+  supported('storage.s3.accesskey', 'string'),
+  supported('storage.s3.secretkey', 'string', { secret: true }),
+  supported('storage.s3.forcepathstyle', 'bool', { default: 'false' }),
+  supported('storage.s3.secure', 'bool', { default: 'true' }),
+  supported('storage.s3.skipverify', 'bool', { default: 'false' }),
+  supported('storage.s3.chunksize', 'size', { min: 5 * 1024 * 1024, default: '10MiB' }),
+  supported('storage.s3.multipartcopychunksize', 'size', { min: 5 * 1024 * 1024, default: '32MiB' }),
+  supported('storage.s3.multipartcopymaxconcurrency', 'int', { min: 1, default: '100' }),
+  supported('storage.s3.multipartcopythresholdsize', 'size', { min: 0, default: '32MiB' }),
+  unsupported('storage.s3.v4auth', 'bool', { note: 'requests are always signed with SigV4' }),
+  unsupported('storage.s3.encrypt', 'bool', { severity: 'error', note: 'server-side encryption is not requested; configure it as the bucket default instead' }),
+  unsupported('storage.s3.keyid', 'string', { severity: 'error', note: 'server-side encryption is not requested; configure it as the bucket default instead' }),
+  unsupported('storage.s3.storageclass', 'string', { note: "objects get the bucket's default storage class" }),
+  unsupported('storage.s3.objectacl', 'string', { note: "objects get the bucket's default ACL" }),
+  unsupported('storage.s3.useragent', 'string'),
+  unsupported('storage.s3.usedualstack', 'bool'),
+  unsupported('storage.s3.accelerate', 'bool'),
+  unsupported('storage.s3.sessiontoken', 'string', { secret: true }),
+  unsupported('storage.s3.loglevel', 'string'),
   unsupported('storage.gcs', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
   unsupported('storage.azure', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
   unsupported('storage.swift', 'any', { driver: true, severity: 'error', note: OTHER_DRIVER }),
@@ -232,6 +255,8 @@ export const SCHEMA: readonly SchemaEntry[] = [
   extension('metadata.maxsize', 'size', { min: 1024, default: '64MiB' }),
 
   extension('hosted', 'strings'),
+  extension('spool', 'section'),
+  extension('spool.directory', 'string'),
 
   extension('cache', 'section'),
   extension('cache.manifests', 'section'),

@@ -107,9 +107,17 @@ export interface StevedoreConfig {
     externalUrl?: string;
   };
   storage: {
-    driver: 'filesystem';
+    driver: 'filesystem' | 's3';
     /** rootdirectory as written (relative paths are relative to the working directory). */
     filesystem: { rootdirectory: string };
+    /** With driver 's3'. */
+    s3?: S3Config;
+    /**
+     * Where fills spool what they download, for the clients following them,
+     * when the storage cannot be read while it is written (s3); a local
+     * directory (extension `spool.directory`).
+     */
+    spool: string;
     delete: { enabled: boolean };
     maintenance: {
       uploadpurging: { enabled: boolean; ageMs: number; intervalMs: number; dryrun: boolean };
@@ -161,6 +169,23 @@ export interface StevedoreConfig {
     /** Extension ui.enabled: the status page at /ui/ and its JSON API at /api/v1/; default true. */
     ui: boolean;
   };
+}
+
+/** `storage.s3`, Distribution's keys and meanings. */
+export interface S3Config {
+  region: string;
+  bucket: string;
+  regionendpoint?: string;
+  rootdirectory: string;
+  accesskey?: string;
+  secretkey?: string;
+  forcepathstyle: boolean;
+  secure: boolean;
+  skipverify: boolean;
+  chunksize: number;
+  multipartcopychunksize: number;
+  multipartcopymaxconcurrency: number;
+  multipartcopythresholdsize: number;
 }
 
 export interface QuotaConfig {

@@ -84,7 +84,7 @@ export function check(root: Raw, log: NoticeLog): Checked {
     log.error('storage', 'required: configure exactly one storage driver, e.g. storage: {filesystem: {rootdirectory: /var/lib/registry}}');
   } else if (isRawMap(storage)) {
     const drivers = [...storage.keys()].filter((k) => !STORAGE_NON_DRIVERS.has(k));
-    if (drivers.length === 0) log.error('storage', 'no storage driver configured: add storage.filesystem');
+    if (drivers.length === 0) log.error('storage', 'no storage driver configured: add storage.filesystem or storage.s3');
     if (drivers.length > 1) log.error('storage', `must configure exactly one storage driver, found ${drivers.join(', ')}`);
   }
   const auth = top.get('auth');
@@ -119,7 +119,7 @@ function reportStatus(log: NoticeLog, entry: SchemaEntry): boolean {
 function unknownKey(log: NoticeLog, parent: string, key: string): void {
   const path = join(parent, key);
   if (parent === 'storage') {
-    log.error(path, `unknown storage driver "${key}": Stevedore supports only the filesystem driver`);
+    log.error(path, `unknown storage driver "${key}": Stevedore supports the filesystem and s3 drivers`);
     return;
   }
   const near = childKeys(parent).find((known) => distance(known, key.toLowerCase()) <= 2);

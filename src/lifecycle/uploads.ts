@@ -121,8 +121,23 @@ async function* journalledFills(driver: StorageDriver): AsyncGenerator<{ id: str
  * the repositories. Client upload sessions are never touched here (purging
  * handles them by age), nor spools of live processes.
  */
-export async function recoverInterrupted(driver: StorageDriver, log: Logger): Promise<RecoveryReport> {
+export async function recoverInterrupted(driver: StorageDriver, log: Logger, spool?: StorageDriver): Promise<RecoveryReport> {
   const report: RecoveryReport = { spools: 0, scratchFiles: 0, bytes: 0 };
+  // A local spool in front of an object store: the copies of fills whose process is over.
+  if (spool !== undefined) {
+    for (const id of await children(spool, '/fills')) {
+      const owner = fillSessionOwner(id);
+      if (owner === undefined || !isDeadOwner(owner)) continue;
+      const size = (await spool.stat(`/fills/${id}`).catch(() => undefined))?.size ?? 0;
+      if (await spool.delete(`/fills/${id}`).then(() => true, () => false)) {
+        report.spools += 1;
+        report.bytes += size;
+      }
+    }
+    const scratch = (await spool.recover?.()) ?? { files: 0, bytes: 0 };
+    report.scratchFiles += scratch.files;
+    report.bytes += scratch.bytes;
+  }
   for await (const { id, entry, repository } of journalledFills(driver)) {
     const owner = fillSessionOwner(id);
     if (owner === undefined || !isDeadOwner(owner)) continue;
@@ -143,7 +158,7 @@ export async function recoverInterrupted(driver: StorageDriver, log: Logger): Pr
     await driver.delete(entry).catch(() => undefined);
   }
   const scratch = (await driver.recover?.()) ?? { files: 0, bytes: 0 };
-  report.scratchFiles = scratch.files;
+  report.scratchFiles += scratch.files;
   report.bytes += scratch.bytes;
   if (report.spools + report.scratchFiles > 0) {
     log.info(report, 'removed what an interrupted run left behind: fill spools and temp files');
@@ -179,7 +194,11 @@ export function schedulePurging(driver: StorageDriver, options: PurgeOptions & {
     running = true;
     const started = Date.now();
     purgeUploads(driver, options, log)
-      .then((report) => log.info({ ...report, durationMs: Date.now() - started }, 'upload purge done'))
+      .then(async (report) => {
+        // The driver's own leftovers too: temp files of runs that are over, an object store's abandoned multipart uploads.
+        const scratch = options.dryRun ? undefined : await driver.recover?.();
+        log.info({ ...report, ...(scratch === undefined ? {} : { scratchFiles: scratch.files, scratchBytes: scratch.bytes }), durationMs: Date.now() - started }, 'upload purge done');
+      })
       .catch((err: unknown) => log.error({ err }, 'upload purging failed'))
       .finally(() => {
         running = false;

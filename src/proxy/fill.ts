@@ -57,6 +57,11 @@ export interface FillOptions {
   metrics?: FillMetrics;
   /** Leases shared with other replicas (a shared metadata store): one replica fills each digest. */
   leases?: Leases;
+  /**
+   * A local driver fills also write to, for their followers to read, when
+   * the storage cannot be read while it is written (S3: `spool.directory`).
+   */
+  spool?: StorageDriver;
 }
 
 /** How often a replica waiting for another's fill looks at storage and the lease. */
@@ -266,14 +271,14 @@ export class BlobFill extends EventEmitter {
    * through the HTTP layer's reused buffers. A read waits for its bytes.
    */
   async openFile(): Promise<BlobFile> {
-    const open = spoolOpener(this.driver);
+    const open = spoolOpener(this.ingest.spoolDriver);
     let handle: BlobFile;
     try {
       handle = await open(this.ingest.spoolPath);
     } catch (err) {
       if (!isPathNotFound(err)) throw err;
       await this.done; // moved into place already (or failed: this throws)
-      handle = await open(pathFor({ kind: 'blobData', digest: this.digest }));
+      handle = await committedFile(this.driver, pathFor({ kind: 'blobData', digest: this.digest }));
     }
     return {
       read: async (buffer, length, position) => {
@@ -288,12 +293,29 @@ export class BlobFill extends EventEmitter {
 
 /**
  * Followers read the spool while it is written, which needs random access
- * (a local disk). A driver without it (an object store) will need a local
- * spool in front of it; until one exists, such a driver cannot fill.
+ * (a local disk): the storage itself, or the local spool in front of a
+ * storage that has none (an object store: FillOptions.spool).
  */
 function spoolOpener(driver: StorageDriver): (path: string) => Promise<BlobFile> {
-  if (driver.open === undefined) throw new Error(`storage driver ${driver.name} has no random access: blob fills need a local spool`);
+  if (driver.open === undefined) throw new Error(`storage driver ${driver.name} has no random access: blob fills need a local spool (spool.directory)`);
   return driver.open.bind(driver);
+}
+
+/** The committed blob, for a follower that came after the spool was gone: random access, or ranged reads where there is none. */
+async function committedFile(driver: StorageDriver, path: string): Promise<BlobFile> {
+  if (driver.open !== undefined) return driver.open(path);
+  return {
+    read: async (buffer, length, position) => {
+      if (length === 0) return 0;
+      let filled = 0;
+      for await (const chunk of (await driver.reader(path, { start: position, end: position + length - 1 })) as AsyncIterable<Buffer>) {
+        chunk.copy(buffer, filled, 0, Math.min(chunk.byteLength, length - filled));
+        filled += chunk.byteLength;
+      }
+      return Math.min(filled, length);
+    },
+    close: async () => undefined,
+  };
 }
 
 /** A fill in the registry: known by its upstream and repository before the upstream has answered. */
@@ -327,7 +349,7 @@ export class FillRegistry {
     /** limits.fills and limits.fillsperclient; unlimited when absent. */
     limits: AdmissionLimits = { fills: Number.POSITIVE_INFINITY, fillsPerClient: Number.POSITIVE_INFINITY },
   ) {
-    spoolOpener(driver); // refuse at startup, not on the first miss
+    spoolOpener(options.spool ?? driver); // refuse at startup, not on the first miss
     this.admission = new FillAdmission(limits);
   }
 
@@ -495,7 +517,7 @@ export class FillRegistry {
     try {
       // Journalled first: a restart finds the spool of a fill this process did not finish without walking the tree.
       await this.driver.putContent(journal, repository);
-      ingest = await this.blobs.begin(repository, digest, id);
+      ingest = await this.blobs.begin(repository, digest, id, this.options.spool);
     } catch (err) {
       await this.driver.delete(journal).catch(() => undefined);
       unreserve();

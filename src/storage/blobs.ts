@@ -70,18 +70,34 @@ export class BlobStore {
    * Starts a verified write of a blob whose digest is known in advance, in
    * the upload session `id` (Distribution's `_uploads/<id>/` with its
    * `startedat`). If the session cannot be set up, nothing of it is left.
+   *
+   * With `spool` (a local driver, for storage that cannot be read while it
+   * is written: S3), the bytes also go to `spool` at `/fills/<id>`, which is
+   * what readers following the write read; and on a driver whose writers are
+   * atomic the content is written at the blob's own path, visible only once
+   * committed after verification.
    */
-  async begin(repository: RepositoryName, expected: Digest, id: string = randomUUID()): Promise<BlobIngest> {
+  async begin(repository: RepositoryName, expected: Digest, id: string = randomUUID(), spool?: StorageDriver): Promise<BlobIngest> {
     const uploadDir = pathFor({ kind: 'uploadDir', name: repository, id });
+    const direct = spool !== undefined && this.driver.atomicWriters === true;
+    let writer: FileWriter | undefined;
     try {
-      await this.driver.putContent(pathFor({ kind: 'uploadStartedAt', name: repository, id }), new Date().toISOString());
-      const writer = await this.driver.writer(pathFor({ kind: 'uploadData', name: repository, id }));
-      return new BlobIngest(this.driver, uploadDir, writer, expected);
+      if (!direct) await this.driver.putContent(pathFor({ kind: 'uploadStartedAt', name: repository, id }), new Date().toISOString());
+      writer = await this.driver.writer(direct ? pathFor({ kind: 'blobData', digest: expected }) : pathFor({ kind: 'uploadData', name: repository, id }));
+      const follow = spool === undefined ? undefined : await spool.writer(`/fills/${id}`);
+      return new BlobIngest(this.driver, direct ? undefined : uploadDir, writer, expected, follow === undefined ? undefined : { driver: spool as StorageDriver, writer: follow });
     } catch (err) {
-      await this.driver.delete(uploadDir).catch(() => undefined);
+      await writer?.cancel().catch(() => undefined);
+      if (!direct) await this.driver.delete(uploadDir).catch(() => undefined);
       throw err;
     }
   }
+}
+
+/** The local copy readers follow while the storage writer cannot be read (spool, in BlobStore.begin). */
+interface Spool {
+  driver: StorageDriver;
+  writer: FileWriter;
 }
 
 /**
@@ -96,16 +112,23 @@ export class BlobIngest {
 
   constructor(
     private readonly driver: StorageDriver,
-    private readonly uploadDir: string,
+    /** The upload session directory, removed at the end; undefined when writing at the blob's path directly. */
+    private readonly uploadDir: string | undefined,
     private readonly writer: FileWriter,
     readonly expected: Digest,
+    private readonly spool?: Spool,
   ) {
     this.digester = new Digester(expected.algorithm);
   }
 
-  /** The driver path being written, for readers that follow a fill. */
+  /** What readers that follow a fill read: the spool when there is one, else the storage itself. */
+  get spoolDriver(): StorageDriver {
+    return this.spool?.driver ?? this.driver;
+  }
+
+  /** The path in `spoolDriver` being written, for readers that follow a fill. */
   get spoolPath(): string {
-    return this.writer.path;
+    return (this.spool?.writer ?? this.writer).path;
   }
 
   get size(): number {
@@ -114,12 +137,12 @@ export class BlobIngest {
 
   /** Bytes readers of `spoolPath` can see already. */
   get flushed(): number {
-    return this.writer.flushed;
+    return (this.spool?.writer ?? this.writer).flushed;
   }
 
   /** Called whenever `flushed` grows. */
   set onFlush(listener: () => void) {
-    this.writer.onFlush = listener;
+    (this.spool?.writer ?? this.writer).onFlush = listener;
   }
 
   /**
@@ -139,7 +162,8 @@ export class BlobIngest {
 
   async write(chunk: Uint8Array): Promise<void> {
     this.digester.update(chunk);
-    await this.writer.write(chunk);
+    if (this.spool === undefined) await this.writer.write(chunk);
+    else await Promise.all([this.writer.write(chunk), this.spool.writer.write(chunk)]);
   }
 
   /**
@@ -150,11 +174,16 @@ export class BlobIngest {
     this.finished = true;
     try {
       if (this.verified === undefined) this.verify(expectedSize);
+      // Written at the blob's path (atomic writers), it appears there now, whole; else it is moved there.
       await this.writer.commit();
-      await this.driver.move(this.writer.path, pathFor({ kind: 'blobData', digest: this.expected }));
+      if (this.uploadDir !== undefined) await this.driver.move(this.writer.path, pathFor({ kind: 'blobData', digest: this.expected }));
       return { digest: this.expected, size: this.digester.size, mediaType: MediaType.OctetStream };
+    } catch (err) {
+      await this.writer.cancel().catch(() => undefined);
+      throw err;
     } finally {
-      await this.driver.delete(this.uploadDir).catch(() => undefined);
+      await this.spool?.writer.cancel().catch(() => undefined);
+      if (this.uploadDir !== undefined) await this.driver.delete(this.uploadDir).catch(() => undefined);
     }
   }
 
@@ -162,6 +191,7 @@ export class BlobIngest {
     if (this.finished) return;
     this.finished = true;
     await this.writer.cancel().catch(() => undefined);
-    await this.driver.delete(this.uploadDir).catch(() => undefined);
+    await this.spool?.writer.cancel().catch(() => undefined);
+    if (this.uploadDir !== undefined) await this.driver.delete(this.uploadDir).catch(() => undefined);
   }
 }

@@ -51,6 +51,14 @@ export interface FileWriter {
 
 export interface StorageDriver {
   readonly name: string;
+  /**
+   * True when a writer's content appears at its path only at commit, whole
+   * (an object store's multipart upload): content can then be written at
+   * its final path directly, with no move. False or absent: writers write in
+   * place (a file grows as it is written), so content goes to a private path
+   * first and is moved into place.
+   */
+  readonly atomicWriters?: boolean;
   /** Reads a small file whole (links, startedat). Throws PathNotFoundError. */
   getContent(path: string): Promise<Buffer>;
   /** Writes a small file atomically (temp file then rename). */
