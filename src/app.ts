@@ -34,10 +34,10 @@ import { Readiness } from './lifecycle/readiness.js';
 import { StatusDocuments, trafficFromMetrics } from './http/status.js';
 import { packageVersion } from './upstream/http.js';
 import type { LocalStorage } from './storage/local.js';
-import { HostedRegistry } from './storage/hosted.js';
+import { HostedRegistry } from './hosted/registry.js';
 import { Leases } from './coordination/leases.js';
 import { openLeaseStore } from './coordination/lease-store.js';
-import type { UploadHooks } from './storage/upload-sessions.js';
+import type { UploadHooks } from './hosted/uploads.js';
 import { accessMatcher } from './routing/patterns.js';
 
 /** True when some repositories are hosted (pushed to): a plain registry, or `hosted` patterns beside upstreams. */

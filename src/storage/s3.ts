@@ -61,7 +61,8 @@ const ABANDONED_UPLOAD_MS = 60 * 60 * 1000;
 
 /** Distribution's `storage.s3` keys, with its meanings and defaults; the last three are Stevedore's own. */
 export interface S3DriverOptions {
-  region: string;
+  /** Required for AWS; with `regionendpoint` it defaults to us-east-1 (what S3-compatible stores sign with). */
+  region?: string;
   bucket: string;
   /** An S3-compatible endpoint (radosgw, MinIO), with or without a scheme; without one `secure` picks it. */
   regionendpoint?: string;
@@ -152,6 +153,8 @@ function sizeOption(name: string, value: number | undefined, fallback: number, m
 
 export class S3Driver implements StorageDriver {
   readonly name = 's3';
+  /** A writer's object appears whole at commit; a cancelled writer leaves what was at its path. */
+  readonly atomicWriters = true;
   readonly client: S3Client;
   readonly bucket: string;
   readonly rootDirectory: string;
@@ -165,7 +168,7 @@ export class S3Driver implements StorageDriver {
 
   constructor(options: S3DriverOptions) {
     if (!options.bucket) throw new S3OptionsError('bucket is required');
-    if (!options.region) throw new S3OptionsError('region is required');
+    if (!options.region && !options.regionendpoint) throw new S3OptionsError('region is required without regionendpoint');
     if (Boolean(options.accesskey) !== Boolean(options.secretkey)) throw new S3OptionsError('accesskey and secretkey go together');
     this.bucket = options.bucket;
     this.rootDirectory = options.rootdirectory ?? '';
@@ -182,7 +185,7 @@ export class S3Driver implements StorageDriver {
     // Small requests dominate (links, HEADs): keep connections alive; the idle timeout also bounds a stalled reader.
     const agent = { keepAlive: true, maxSockets: 64 };
     this.client = new S3Client({
-      region: options.region,
+      region: options.region || 'us-east-1',
       endpoint,
       forcePathStyle: options.forcepathstyle ?? false,
       tls: secure,

@@ -17,7 +17,7 @@ import { parseReference } from '../../src/registry/reference.js'
 import { buildPrettySignature, signCanonical } from '../../src/registry/schema1.js'
 import type { RepositoryWriter } from '../../src/registry/services.js'
 import { FilesystemDriver } from '../../src/storage/filesystem.js'
-import { HostedRegistry, isHosted, type HostedOptions } from '../../src/storage/hosted.js'
+import { HostedRegistry, isHosted, type HostedOptions } from '../../src/hosted/registry.js'
 import { LocalRegistry } from '../../src/storage/local.js'
 import { distributionPaths } from '../helpers/distribution-paths.js'
 

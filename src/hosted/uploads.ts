@@ -20,9 +20,9 @@ import { digestInvalid, RegistryError } from '../registry/errors.js';
 import { MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName } from '../registry/names.js';
 import type { BlobDescriptor, UploadChunk, UploadService, UploadStatus } from '../registry/services.js';
-import { isPathNotFound, type StorageDriver } from './driver.js';
-import type { LocalStorage } from './local.js';
-import { pathFor } from './paths.js';
+import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
+import type { LocalStorage } from '../storage/local.js';
+import { pathFor } from '../storage/paths.js';
 
 /** Client session ids are UUIDs, as Distribution's are; fill spools (`fill-…`) can never be addressed. */
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -13,7 +13,7 @@ import { parseRepositoryName } from '../../src/registry/names.js'
 import type { UploadChunk } from '../../src/registry/services.js'
 import { FilesystemDriver } from '../../src/storage/filesystem.js'
 import { LocalRegistry } from '../../src/storage/local.js'
-import { UploadSessions, type UploadHooks } from '../../src/storage/upload-sessions.js'
+import { UploadSessions, type UploadHooks } from '../../src/hosted/uploads.js'
 import { distributionPaths } from '../helpers/distribution-paths.js'
 import { uploadDir } from '../helpers/uploads.js'
 

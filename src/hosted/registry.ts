@@ -21,12 +21,12 @@ import type { RepositoryName, Tag } from '../registry/names.js';
 import type { Descriptor } from '../registry/manifest.js';
 import { isForeignLayer, parsePushedManifest } from '../registry/push.js';
 import type { Reference } from '../registry/reference.js';
-import type { BlobDescriptor, PushedManifest, Registry, Repository, RepositoryWriter, UploadService, WritableRegistry } from '../registry/services.js';
-import { isPathNotFound } from './driver.js';
-import { children } from './links.js';
-import type { LocalRegistry, LocalStorage } from './local.js';
-import { pathFor } from './paths.js';
-import { UploadSessions, type UploadHooks } from './upload-sessions.js';
+import type { BlobDescriptor, PushedManifest, Repository, RepositoryWriter, UploadService, WritableRegistry } from '../registry/services.js';
+import { isPathNotFound } from '../storage/driver.js';
+import { children } from '../storage/links.js';
+import type { LocalRegistry, LocalStorage } from '../storage/local.js';
+import { pathFor } from '../storage/paths.js';
+import { UploadSessions, type UploadHooks } from './uploads.js';
 
 export interface HostedOptions {
   /** storage.delete.enabled */
@@ -188,5 +188,3 @@ function readOnlyUploads(uploads: UploadService): UploadService {
     cancel: (id) => uploads.cancel(id),
   };
 }
-
-export const isHosted = (registry: Registry): registry is HostedRegistry => registry instanceof HostedRegistry;
