@@ -17,7 +17,8 @@ import { parseReference } from '../../src/registry/reference.js'
 import { buildPrettySignature, signCanonical } from '../../src/registry/schema1.js'
 import type { RepositoryWriter } from '../../src/registry/services.js'
 import { FilesystemDriver } from '../../src/storage/filesystem.js'
-import { HostedRegistry, isHosted, type HostedOptions } from '../../src/hosted/registry.js'
+import { HostedRegistry, type HostedOptions } from '../../src/hosted/registry.js'
+import { isWritable } from '../../src/registry/services.js'
 import { LocalRegistry } from '../../src/storage/local.js'
 import { distributionPaths } from '../helpers/distribution-paths.js'
 
@@ -86,7 +87,7 @@ async function withImage(writer: RepositoryWriter, seed = 'a') {
 
 t.test('a manifest push by tag, laid out as Distribution lays it out', async t => {
   const { root, hosted, writer } = setup(t)
-  t.ok(isHosted(hosted))
+  t.ok(isWritable(hosted), 'the hosted registry has a write side')
   const { payload, digest } = await withImage(writer)
   t.same(await writer.putManifest(ref('v1'), payload, MediaType.OciManifest), { digest })
   t.same(readFileSync(distributionPaths.blobData(root, digest.value)), payload, 'the payload is a blob')
