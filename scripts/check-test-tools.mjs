@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // pretest: the integration tests drive real Distribution, skopeo, containerd,
-// podman, dockerd and chromium processes; fail early with the fix instead of halfway through
+// podman, dockerd, chromium, Ceph (radosgw) and redis-server processes; fail early with the fix instead of halfway through
 // with ENOENT.
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
@@ -15,6 +15,10 @@ const tools = [
   { command: 'dockerd', pkg: 'docker.io' },
   { command: 'unshare', pkg: 'util-linux' },
   { command: 'chromium', pkg: 'chromium' },
+  { command: 'ceph-mon', pkg: 'ceph-mon' },
+  { command: 'ceph-osd', pkg: 'ceph-osd' },
+  { command: 'radosgw', pkg: 'radosgw' },
+  { command: 'redis-server', pkg: 'redis-server' },
 ]
 
 function onPath(command) {

@@ -4,12 +4,16 @@
 # which runs its own containerd in a temp dir and uses none of the services a
 # package may start; docker.io's dockerd for docker-client.test.ts, likewise
 # run privately; chromium for status-page.test.ts, driven headless by
-# playwright-core). Idempotent: installs only what is missing, and runs
-# `apt-get update` only when something is.
+# playwright-core; radosgw, ceph-mon and ceph-osd for test/storage/s3.test.ts,
+# which runs a one-node Ceph of its own through scripts/ceph-s3.sh).
+# Idempotent: installs only what is missing, and runs `apt-get update` only
+# when something is. --no-install-recommends matters for ceph: ceph-base
+# recommends ceph-mds, btrfs-tools and a time daemon (chrony, a service that
+# would start and adjust the clock), none of which the tests use.
 set -euo pipefail
 
 # package -> a command it provides (empty: check with dpkg only)
-packages=(docker-registry skopeo apache2-utils openssl containerd podman docker.io chromium)
+packages=(docker-registry skopeo apache2-utils openssl containerd podman docker.io chromium radosgw ceph-mon ceph-osd redis-server)
 declare -A provides=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
@@ -19,6 +23,10 @@ declare -A provides=(
   [podman]=podman
   [docker.io]=dockerd
   [chromium]=chromium
+  [radosgw]=radosgw
+  [ceph-mon]=ceph-mon
+  [ceph-osd]=ceph-osd
+  [redis-server]=redis-server
 )
 
 is_installed() {

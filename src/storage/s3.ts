@@ -16,7 +16,8 @@
  * until then), so there is no random access (`open`): blob fills need a
  * local spool. Every request has a timeout; a missing key is a
  * PathNotFoundError, anything else an S3RequestError naming the operation.
- * (One file of ~460 lines: the writer shares the request plumbing.)
+ * (Over the 400-line habit: the writer (S3Writer, below) shares the request
+ * plumbing and would move to its own file, s3-writer.ts, when this grows.)
  */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
@@ -270,8 +271,8 @@ export class S3Driver implements StorageDriver {
     }
   }
 
-  /** HEAD of one object: its size and time, or undefined when no object has this exact key. */
-  private async head(path: string): Promise<FileInfo | undefined> {
+  /** HEAD of one object: its size and time, or undefined when no object has this exact key (or the bucket is missing: a HEAD cannot tell). */
+  async head(path: string): Promise<FileInfo | undefined> {
     const key = this.key(path);
     try {
       const out = await this.request('HeadObject', key, path, (abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }));
@@ -538,8 +539,8 @@ class S3Writer implements FileWriter {
   static async open(driver: S3Driver, path: string, key: string, append: boolean): Promise<S3Writer> {
     const writer = new S3Writer(driver, path, key);
     if (!append) return writer;
-    const existing = await driver.stat(path);
-    if (existing === undefined || existing.isDir || existing.size === 0) return writer;
+    const existing = await driver.head(path);
+    if (existing === undefined || existing.size === 0) return writer;
     if (existing.size < MIN_PART_SIZE) {
       writer.buffer(await driver.getContent(path));
       return writer;
