@@ -15,6 +15,8 @@ import { blob, startFakeUpstream } from '../helpers/fake-upstream.js'
 import { listFiles, seededBytes } from '../helpers/files.js'
 import { rawGet } from '../helpers/http.js'
 import { OCI_MANIFEST, writeOciImage, type ImageDescription } from '../helpers/images.js'
+import { HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
+import { startCeph, type Ceph } from '../helpers/ceph.js'
 import { startRedis } from '../helpers/redis.js'
 import { pushLayout } from '../helpers/skopeo.js'
 import { startStevedore, type StevedoreProc } from '../helpers/stevedore.js'
@@ -50,14 +52,37 @@ function upstreamBlobGets(upstream: Distribution, repo: string): Map<string, num
   return counts
 }
 
-async function replicas(t: Teardown, count: number, upstream: Distribution, root: string, redisUrl: string): Promise<StevedoreProc[]> {
-  const config = {
-    log: { level: 'info' },
-    proxy: { remoteurl: upstream.url, timeouts: { fillwait: '10s' } },
-    storage: { filesystem: { rootdirectory: root }, maintenance: { uploadpurging: { enabled: false } } },
-    metadata: { store: 'redis', url: redisUrl, namespace: `replicas-${process.pid}` },
+/** Where the replicas keep content: one directory they all see, or one S3 bucket (each with its own local spool). */
+type SharedStorage = { kind: 'filesystem'; root: string } | { kind: 's3'; ceph: Ceph; bucket: string; spools: string }
+
+function storageConfig(storage: SharedStorage, replica: number): Record<string, unknown> {
+  const maintenance = { uploadpurging: { enabled: false } }
+  if (storage.kind === 'filesystem') return { storage: { filesystem: { rootdirectory: storage.root }, maintenance } }
+  const { ceph } = storage
+  return {
+    storage: {
+      filesystem: undefined, // the helper's default storage, replaced
+      s3: { region: ceph.region, bucket: storage.bucket, regionendpoint: ceph.endpoint, accesskey: ceph.accessKey, secretkey: ceph.secretKey, forcepathstyle: true, secure: false },
+      maintenance,
+    },
+    spool: { directory: join(storage.spools, `replica-${replica}`) },
   }
-  return Promise.all(Array.from({ length: count }, () => startStevedore(t, { config })))
+}
+
+async function replicas(t: Teardown, count: number, upstream: Distribution, storage: SharedStorage, redisUrl: string): Promise<StevedoreProc[]> {
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      startStevedore(t, {
+        // The replicas find the AWS SDK's CA bundle variable in their environment: fine for plain HTTP.
+        config: {
+          log: { level: 'info' },
+          proxy: { remoteurl: upstream.url, timeouts: { fillwait: '10s' } },
+          metadata: { store: 'redis', url: redisUrl, namespace: `replicas-${process.pid}-${storage.kind}` },
+          ...storageConfig(storage, i),
+        },
+      }),
+    ),
+  )
 }
 
 async function seeded(t: Teardown, dir: string, repo: string, seed: string): Promise<{ upstream: Distribution; image: ImageDescription }> {
@@ -67,24 +92,41 @@ async function seeded(t: Teardown, dir: string, repo: string, seed: string): Pro
   return { upstream, image }
 }
 
-t.test('48 concurrent cold pulls across three replicas: each blob crosses the upstream once', async t => {
-  const dir = t.testdir()
-  const redis = await startRedis(t)
-  const { upstream, image } = await seeded(t, dir, 'library/app', 'replicas-cold')
-  const procs = await replicas(t, 3, upstream, join(dir, 'storage'), redis.url)
-  const before = accessLog(upstream).length
+for (const kind of ['filesystem', 's3'] as const) {
+  t.test(`48 concurrent cold pulls across three replicas on ${kind === 's3' ? 'one S3 bucket (Ceph radosgw)' : 'one filesystem'}: each blob crosses the upstream once`, async t => {
+    const dir = t.testdir()
+    const redis = await startRedis(t)
+    const { upstream, image } = await seeded(t, dir, 'library/app', `replicas-cold-${kind}`)
+    let storage: SharedStorage
+    if (kind === 's3') {
+      const ceph = await startCeph(t)
+      storage = { kind, ceph, bucket: await ceph.bucket('replicas'), spools: join(dir, 'spools') }
+    } else storage = { kind, root: join(dir, 'storage') }
+    const procs = await replicas(t, 3, upstream, storage, redis.url)
+    const before = accessLog(upstream).length
 
-  const pulls = await Promise.all(Array.from({ length: 48 }, (_, i) => pull((procs[i % 3] as StevedoreProc).url, 'library/app', '1.0')))
-  for (const p of pulls) t.equal(p.manifest, image.manifestDigest, 'every pull got the pushed manifest')
-  t.equal(pulls.filter(p => p.blobs.length === image.blobs.length).length, 48, 'and every blob, each checked against its digest')
+    const pulls = await Promise.all(Array.from({ length: 48 }, (_, i) => pull((procs[i % 3] as StevedoreProc).url, 'library/app', '1.0')))
+    t.equal(pulls.filter(p => p.manifest === image.manifestDigest).length, 48, 'every pull got the pushed manifest')
+    t.equal(pulls.filter(p => p.blobs.length === image.blobs.length).length, 48, 'and every blob, each checked against its digest')
 
-  const gets = upstreamBlobGets(upstream, 'library/app')
-  for (const blob of image.blobs) t.equal(gets.get(blob.digest), 1, `${blob.digest.slice(0, 19)} (${blob.size} bytes) was fetched from the upstream once`)
-  const fills = procs.flatMap(p => p.logRecords().filter(r => r.msg === 'blob fill started').map(r => r.digest))
-  t.same([...fills].sort(), image.blobs.map(b => b.digest).sort(), 'one fill per blob, on one replica or another')
-  const tagRequests = accessLog(upstream).slice(before).filter(r => r.path === '/v2/library/app/manifests/1.0')
-  t.same(tagRequests.map(r => r.method).sort(), ['GET', 'HEAD'], 'one tag refresh in all (a HEAD, then the GET of what was not stored): the other replicas took its record')
-})
+    const gets = upstreamBlobGets(upstream, 'library/app')
+    for (const blob of image.blobs) t.equal(gets.get(blob.digest), 1, `${blob.digest.slice(0, 19)} (${blob.size} bytes) was fetched from the upstream once`)
+    const fills = procs.flatMap(p => p.logRecords().filter(r => r.msg === 'blob fill started').map(r => r.digest))
+    t.same([...fills].sort(), image.blobs.map(b => b.digest).sort(), 'one fill per blob, on one replica or another')
+    const tagRequests = accessLog(upstream).slice(before).filter(r => r.path === '/v2/library/app/manifests/1.0')
+    t.same(tagRequests.map(r => r.method).sort(), ['GET', 'HEAD'], 'one tag refresh in all (a HEAD, then the GET of what was not stored): the other replicas took its record')
+    if (storage.kind === 's3') {
+      const { ceph, bucket } = storage
+      for (const blob of image.blobs) {
+        const head = await ceph.client.send(new HeadObjectCommand({ Bucket: bucket, Key: `docker/registry/v2/blobs/sha256/${blob.digest.slice(7, 9)}/${blob.digest.slice(7)}/data` }))
+        t.equal(head.ContentLength, blob.size, `${blob.digest.slice(0, 19)} is in the bucket at Distribution's key`)
+      }
+      const uploads = await ceph.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))
+      t.same(uploads.Uploads ?? [], [], 'no multipart upload is left open')
+      t.same((await listFiles(storage.spools)).filter(f => f.includes('/fills/')), [], 'and no local spool file')
+    }
+  })
+}
 
 t.test('Redis stopped: stored images keep pulling, misses still fill, coordination returns with Redis', async t => {
   const dir = t.testdir()
@@ -94,7 +136,7 @@ t.test('Redis stopped: stored images keep pulling, misses still fill, coordinati
   await pushLayout(join(dir, 'second'), '2.0', `${upstream.host}/library/app:2.0`)
   const third = await writeOciImage(join(dir, 'third'), { tag: '3.0', seed: 'replicas-redis-3', layerSizes: [400_000, 40_000] })
   await pushLayout(join(dir, 'third'), '3.0', `${upstream.host}/library/app:3.0`)
-  const procs = await replicas(t, 2, upstream, join(dir, 'storage'), redis.url)
+  const procs = await replicas(t, 2, upstream, { kind: 'filesystem', root: join(dir, 'storage') }, redis.url)
   const [a, b] = procs as [StevedoreProc, StevedoreProc]
 
   t.equal((await pull(a.url, 'library/app', '1.0')).manifest, image.manifestDigest, 'a cold pull while Redis is up')
