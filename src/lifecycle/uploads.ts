@@ -196,7 +196,8 @@ export function schedulePurging(driver: StorageDriver, options: PurgeOptions & {
     purgeUploads(driver, options, log)
       .then(async (report) => {
         // The driver's own leftovers too: temp files of runs that are over, an object store's abandoned multipart uploads.
-        const scratch = options.dryRun ? undefined : await driver.recover?.();
+        // Scratch idle for the purge age (at most an hour: a live writer touches its own far more often) is abandoned.
+        const scratch = options.dryRun ? undefined : await driver.recover?.({ idleMs: Math.min(options.ageMs, ABANDONED_FILL_MS) });
         log.info({ ...report, ...(scratch === undefined ? {} : { scratchFiles: scratch.files, scratchBytes: scratch.bytes }), durationMs: Date.now() - started }, 'upload purge done');
       })
       .catch((err: unknown) => log.error({ err }, 'upload purging failed'))

@@ -88,7 +88,15 @@ export interface StorageDriver {
    * runs which are over left behind. Optional: a driver whose writes are
    * atomic by nature has none.
    */
-  recover?(): Promise<ScratchReport>;
+  recover?(options?: RecoverOptions): Promise<ScratchReport>;
+}
+
+export interface RecoverOptions {
+  /**
+   * Scratch untouched for this long is abandoned, whoever wrote it (a live
+   * writer touches its scratch far more often); default one hour.
+   */
+  idleMs?: number;
 }
 
 export interface ScratchReport {

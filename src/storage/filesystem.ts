@@ -22,6 +22,7 @@ import {
   type FileInfo,
   type FileWriter,
   PathNotFoundError,
+  type RecoverOptions,
   type ScratchReport,
   type StorageDriver,
 } from './driver.js';
@@ -55,7 +56,8 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   /** Removes temp files of runs that are over (see owner.ts) and any older than an hour. */
-  async recover(): Promise<ScratchReport> {
+  async recover(options: RecoverOptions = {}): Promise<ScratchReport> {
+    const idleMs = options.idleMs ?? ABANDONED_TEMP_MS;
     const report: ScratchReport = { files: 0, bytes: 0 };
     let names: string[];
     try {
@@ -70,7 +72,7 @@ export class FilesystemDriver implements StorageDriver {
       const info = await stat(path).catch(() => undefined);
       if (info === undefined || !info.isFile()) continue;
       const owner = ownerOf(name);
-      if (!(owner !== undefined && isDeadOwner(owner)) && now - info.mtimeMs < ABANDONED_TEMP_MS) continue;
+      if (!(owner !== undefined && isDeadOwner(owner)) && now - info.mtimeMs < idleMs) continue;
       await unlink(path).then(
         () => {
           report.files += 1;

@@ -47,6 +47,7 @@ import {
   type FileInfo,
   type FileWriter,
   PathNotFoundError,
+  type RecoverOptions,
   type ScratchReport,
   type StorageDriver,
 } from './driver.js';
@@ -392,10 +393,10 @@ export class S3Driver implements StorageDriver {
   }
 
   /** Aborts multipart uploads under the root older than an hour: what writers of runs that died left open. */
-  async recover(): Promise<ScratchReport> {
+  async recover(options: RecoverOptions = {}): Promise<ScratchReport> {
     const report: ScratchReport = { files: 0, bytes: 0 };
     const prefix = this.key('/');
-    const cutoff = this.now() - ABANDONED_UPLOAD_MS;
+    const cutoff = this.now() - (options.idleMs ?? ABANDONED_UPLOAD_MS);
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     for (;;) {
@@ -408,10 +409,12 @@ export class S3Driver implements StorageDriver {
       for (const upload of page.Uploads ?? []) {
         if (upload.Key === undefined || upload.UploadId === undefined) continue;
         if ((upload.Initiated?.getTime() ?? 0) >= cutoff) continue;
-        const bytes = await this.uploadedBytes(upload.Key, upload.UploadId).catch(() => 0);
+        // A live writer adds a part every chunksize: the newest part says when it last did.
+        const parts = await this.uploadedParts(upload.Key, upload.UploadId).catch(() => ({ bytes: 0, lastModified: 0 }));
+        if (parts.lastModified >= cutoff) continue;
         if (await this.abortUpload(upload.Key, upload.UploadId)) {
           report.files += 1;
-          report.bytes += bytes;
+          report.bytes += parts.bytes;
         }
       }
       if (!page.IsTruncated) return report;
@@ -420,15 +423,20 @@ export class S3Driver implements StorageDriver {
     }
   }
 
-  private async uploadedBytes(key: string, uploadId: string): Promise<number> {
+  /** The bytes of an upload's parts, and when the newest was uploaded (ms; 0 without parts). */
+  private async uploadedParts(key: string, uploadId: string): Promise<{ bytes: number; lastModified: number }> {
     let bytes = 0;
+    let lastModified = 0;
     let marker: string | undefined;
     for (;;) {
       const page = await this.request('ListParts', key, undefined, (abortSignal) =>
         this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }), { abortSignal }),
       );
-      for (const part of page.Parts ?? []) bytes += part.Size ?? 0;
-      if (!page.IsTruncated) return bytes;
+      for (const part of page.Parts ?? []) {
+        bytes += part.Size ?? 0;
+        lastModified = Math.max(lastModified, part.LastModified?.getTime() ?? 0);
+      }
+      if (!page.IsTruncated) return { bytes, lastModified };
       marker = page.NextPartNumberMarker;
     }
   }

@@ -244,3 +244,50 @@ async function until(what: string, check: () => Promise<boolean>, deadlineMs = 3
     await new Promise(resolve => setTimeout(resolve, 25))
   }
 }
+
+t.test('kill -9 mid-fill on S3: another replica completes the blob, and the purge aborts the orphan multipart upload', async t => {
+  const dir = t.testdir()
+  const redis = await startRedis(t)
+  const ceph = await startCeph(t)
+  const bucket = await ceph.bucket('killed')
+  const upstream = await startFakeUpstream('faulty/app')
+  t.teardown(() => upstream.close())
+  const big = blob(seededBytes('replica-killed-s3', 12 * 1024 * 1024 + 11))
+  upstream.blobs.set(big.digest, big)
+  const config = (replica: number) => ({
+    log: { level: 'info' },
+    proxy: { remoteurl: upstream.url, timeouts: { body: '60s', fillwait: '2s' } },
+    metadata: { store: 'redis', url: redis.url, namespace: `killed-s3-${process.pid}` },
+    storage: {
+      filesystem: undefined,
+      s3: { region: ceph.region, bucket, regionendpoint: ceph.endpoint, accesskey: ceph.accessKey, secretkey: ceph.secretKey, forcepathstyle: true, secure: false, chunksize: '5MiB' },
+      // Purged often here, so that the test sees it: what is idle for `age` (at most an hour) is abandoned.
+      maintenance: { uploadpurging: { enabled: true, age: '3s', interval: '2s' } },
+    },
+    spool: { directory: join(dir, `spool-${replica}`) },
+  })
+  const [a, b] = (await Promise.all([startStevedore(t, { config: config(0) }), startStevedore(t, { config: config(1) })])) as [StevedoreProc, StevedoreProc]
+  const multipart = async () => (await ceph.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []
+
+  upstream.fault = 'stall' // half the blob, then silence: one 5 MiB part is uploaded
+  const first = rawGet(`${a.url}/v2/faulty/app/blobs/${big.digest}`, {}, false).catch(() => undefined)
+  await until('replica a has a multipart upload open at the blob key', async () => (await multipart()).length === 1)
+  const second = rawGet(`${b.url}/v2/faulty/app/blobs/${big.digest}`, {}, false)
+  await until('replica b waits on a’s lease', async () => redisHolds(redis.port, `killed-s3-${process.pid}:lease:fill/${big.digest}`))
+  process.kill(a.pid, 'SIGKILL')
+  await a.stop()
+  await first
+  upstream.fault = 'none'
+
+  const served = await second
+  t.ok(served.complete, 'the client of replica b gets the whole blob')
+  t.equal(served.sha256, big.digest, 'and the right bytes')
+  const key = `docker/registry/v2/blobs/sha256/${big.digest.slice(7, 9)}/${big.digest.slice(7)}/data`
+  await until('the blob is in the bucket', async () => (await ceph.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key })).then(() => true, () => false)))
+  const head = await ceph.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+  t.equal(head.ContentLength, big.content.length, 'the committed object has the whole blob')
+  await until('the purge aborted the killed replica’s multipart upload', async () => (await multipart()).length === 0, 20_000)
+  t.pass('no multipart upload is left')
+  t.ok(b.logRecords().some(r => r.msg === 'upload purge done' && Number(r.scratchFiles) >= 1), 'the purge says it aborted it')
+  t.equal(upstream.count('GET', `/blobs/${big.digest}`), 2, 'two downloads in all: the killed one and the one that completed')
+})
