@@ -40,6 +40,9 @@ import { openLeaseStore } from './coordination/lease-store.js';
 import type { UploadHooks } from './hosted/uploads.js';
 import { accessMatcher } from './routing/patterns.js';
 
+/** How long a redirect URL (storage.redirect) stays valid: Distribution's 20 minutes. */
+const REDIRECT_EXPIRY_MS = 20 * 60 * 1000;
+
 /** True when some repositories are hosted (pushed to): a plain registry, or `hosted` patterns beside upstreams. */
 export const hostsRepositories = (config: StevedoreConfig): boolean =>
   (config.proxy === undefined && config.upstreams.length === 0) || config.hosted.length > 0;
@@ -115,7 +118,11 @@ function upstreamClient(upstream: UpstreamConfig, log: Logger, options: AppOptio
 
 export async function buildRegistry(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<BuiltRegistry> {
   const driver = openStorageDriver(config.storage);
-  const local = new LocalRegistry(driver, { manifestCacheBytes: config.cache.manifests.maxSize, platform: config.defaultPlatform });
+  const local = new LocalRegistry(driver, {
+    manifestCacheBytes: config.cache.manifests.maxSize,
+    platform: config.defaultPlatform,
+    ...(config.storage.redirect ? { redirectMs: REDIRECT_EXPIRY_MS } : {}),
+  });
   const upstreams = config.proxy === undefined ? config.upstreams : [config.proxy, ...config.upstreams];
   const hostedOptions = {
     deletes: config.storage.delete.enabled,

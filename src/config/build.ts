@@ -55,6 +55,7 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
       driver: present.has('storage.s3') ? 's3' : 'filesystem',
       filesystem: { rootdirectory: str('storage.filesystem.rootdirectory') ?? '/var/lib/registry' },
       spool: str('spool.directory') ?? join(tmpdir(), 'stevedore-spool'),
+      redirect: !bool('storage.redirect.disable'),
       delete: { enabled: bool('storage.delete.enabled') },
       maintenance: {
         uploadpurging: {

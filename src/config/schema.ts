@@ -107,7 +107,8 @@ export const SCHEMA: readonly SchemaEntry[] = [
   unsupported('storage.cache', 'any', {
     note: 'Stevedore keeps its own in-memory descriptor cache instead (see cache.descriptors.maxentries)',
   }),
-  unsupported('storage.redirect', 'any', { note: 'the filesystem driver never redirects anyway' }),
+  supported('storage.redirect', 'section'),
+  supported('storage.redirect.disable', 'bool', { default: 'true' }),
   unsupported('storage.tag', 'any'),
   supported('storage.maintenance', 'section'),
   supported('storage.maintenance.uploadpurging', 'section'),

@@ -112,6 +112,8 @@ export interface StevedoreConfig {
     filesystem: { rootdirectory: string };
     /** With driver 's3'. */
     s3?: S3Config;
+    /** storage.redirect: stored blobs are answered with a `307` to the object store (not `disable`d). */
+    redirect: boolean;
     /**
      * Where fills spool what they download, for the clients following them,
      * when the storage cannot be read while it is written (s3); a local

@@ -66,6 +66,19 @@ export class ProxyBlobs implements BlobService {
     return size;
   }
 
+  /** A stored blob's direct URL (storage.redirect); a blob not stored yet is filled through open(). */
+  async redirect(digest: Digest): Promise<string | undefined> {
+    if (!this.ctx.local.storage.redirects) return undefined;
+    const descriptor = await this.cached(digest);
+    if (descriptor === undefined) return undefined;
+    const url = await this.ctx.local.storage.redirectUrl(digest);
+    if (url !== undefined) {
+      this.ctx.hooks.metrics?.cache('blob', 'hit');
+      this.ctx.touch(digest.value);
+    }
+    return url;
+  }
+
   // Only content that is stored (or being stored) is touched: a probe for an
   // unknown digest must not leave an access record behind. A HEAD starts no
   // fill, so it is never refused by the fill limits.

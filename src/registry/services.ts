@@ -49,6 +49,12 @@ export interface BlobService {
    * download is beyond the limits.
    */
   open(digest: Digest, range?: RangeSpec, request?: BlobRequest): Promise<BlobContent>;
+  /**
+   * Where a client may fetch a stored blob directly (storage.redirect: a
+   * presigned object-store URL); undefined when it is not stored here yet,
+   * or redirects are off: then open() serves it.
+   */
+  redirect?(digest: Digest, request?: BlobRequest): Promise<string | undefined>;
 }
 
 export interface ManifestContent {

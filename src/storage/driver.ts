@@ -71,6 +71,12 @@ export interface StorageDriver {
    */
   open?(path: string): Promise<BlobFile>;
   /**
+   * A URL a client may fetch the file from directly for `expiresInMs` (an
+   * object store's presigned GET), for `storage.redirect`; absent where the
+   * storage has no such URLs (a local disk).
+   */
+  urlFor?(path: string, expiresInMs: number): Promise<string>;
+  /**
    * Opens a writer at `path`, truncating what was there; with `append`, one
    * that adds to what is there (a blob upload resumed by a later request).
    */

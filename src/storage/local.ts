@@ -32,12 +32,15 @@ import { Schema1Store } from './schema1.js';
 import { SignatureStore } from './signatures.js';
 import { TagStore } from './tags.js';
 import { ReferenceWatch } from './references.js';
+import { pathFor } from './paths.js';
 
 export interface LocalRegistryOptions {
   /** Bytes of manifest payloads kept in memory (content-addressed, so never stale). */
   manifestCacheBytes?: number;
   /** The child of an index served to a client that cannot take the index (by tag); default linux/amd64. */
   platform?: Platform;
+  /** storage.redirect: how long the direct URLs of stored blobs are valid; absent: no redirects. */
+  redirectMs?: number;
 }
 
 interface CachedManifest {
@@ -60,12 +63,14 @@ export class LocalStorage {
   /** What each manifest refers to (its subject), by digest: content-addressed, never stale. */
   readonly subjects = new LRUCache<string, SubjectInfo>({ max: 100_000 });
   readonly platform: Platform;
+  private readonly redirectMs: number | undefined;
 
   constructor(
     readonly driver: StorageDriver,
     options: LocalRegistryOptions = {},
   ) {
     this.platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
+    this.redirectMs = driver.urlFor === undefined ? undefined : options.redirectMs;
     this.blobs = new BlobStore(driver, this.references);
     this.layers = new LinkStore(driver, 'layerLink', this.references);
     this.revisions = new LinkStore(driver, 'revisionLink', this.references);
@@ -76,6 +81,17 @@ export class LocalStorage {
       maxSize: options.manifestCacheBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (entry) => entry.payload.byteLength + 256,
     });
+  }
+
+  /** Whether stored blobs are answered with their direct URL (storage.redirect, on a driver that has them). */
+  get redirects(): boolean {
+    return this.redirectMs !== undefined;
+  }
+
+  /** The direct URL of a stored blob, when redirects are on and the driver has such URLs. */
+  async redirectUrl(digest: Digest): Promise<string | undefined> {
+    if (this.redirectMs === undefined || this.driver.urlFor === undefined) return undefined;
+    return this.driver.urlFor(pathFor({ kind: 'blobData', digest }), this.redirectMs);
   }
 
   /**
@@ -151,6 +167,11 @@ export class LocalBlobs implements BlobService {
     const descriptor = await this.storage.blobs.stat(digest);
     if (descriptor === undefined) throw blobUnknown(digest.value);
     return descriptor;
+  }
+
+  async redirect(digest: Digest): Promise<string | undefined> {
+    if (!this.storage.redirects || !(await this.linked(digest)) || (await this.storage.blobs.stat(digest)) === undefined) return undefined;
+    return this.storage.redirectUrl(digest);
   }
 
   async open(digest: Digest, range?: RangeSpec): Promise<BlobContent> {

@@ -393,6 +393,13 @@ export class S3Driver implements StorageDriver {
   }
 
   /** Aborts multipart uploads under the root older than an hour: what writers of runs that died left open. */
+  /** A presigned GET of the object at `path` (storage.redirect): signed locally, no request made. */
+  async urlFor(path: string, expiresInMs: number): Promise<string> {
+    const key = this.key(checkPath(path));
+    const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: Math.max(1, Math.floor(expiresInMs / 1000)) });
+  }
+
   async recover(options: RecoverOptions = {}): Promise<ScratchReport> {
     const report: ScratchReport = { files: 0, bytes: 0 };
     const prefix = this.key('/');

@@ -29,8 +29,16 @@ export async function getBlob(ctx: RequestContext, name: RepositoryName, rawDige
   const digest = parseDigest(rawDigest);
   ctx.fields.digest = digest.value;
   const range = parseRange(ctx.req.headers.range);
+  const { blobs } = repositoryOf(ctx, name);
+  // storage.redirect: a stored blob is fetched from the object store directly (a Range goes along).
+  const direct = blobs.redirect === undefined ? undefined : await blobs.redirect(digest, ctx.origin);
+  if (direct !== undefined) {
+    ctx.res.writeHead(307, { Location: direct, 'Docker-Content-Digest': digest.value, 'Content-Length': 0 });
+    ctx.res.end();
+    return;
+  }
   // The origin is passed as is (its `client` is the address the fill limits count by): no allocation.
-  const content = await repositoryOf(ctx, name).blobs.open(digest, range, ctx.origin);
+  const content = await blobs.open(digest, range, ctx.origin);
   const headers = blobHeaders(content.descriptor);
   if (content.range) {
     const { start, end, size } = content.range;
