@@ -6,30 +6,22 @@
  * repository still needs a blob before its data goes). Names and sizes
  * only: no link file is read, no blob opened.
  */
-import { type Digest, tryParseDigest } from '../registry/digest.js';
+import type { Digest } from '../registry/digest.js';
 import type { RepositoryName } from '../registry/names.js';
+import { storedBlobs } from '../storage/blobs.js';
 import { listRepositories } from '../storage/catalog.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { children, linkedDigests } from '../storage/links.js';
 import { pathFor } from '../storage/paths.js';
 
-/** The blob bytes under `blobs/`, one stat per blob; `saw` is told of each. */
+/** The blob bytes under `blobs/` (a prefix walk, or a stat per blob); `saw` is told of each. */
 export async function countBlobs(driver: StorageDriver, saw: (digest: Digest) => void = () => undefined): Promise<{ bytes: number; blobs: number }> {
   let bytes = 0;
   let blobs = 0;
-  const root = pathFor({ kind: 'blobsRoot' });
-  for (const algorithm of await children(driver, root)) {
-    for (const prefix of await children(driver, `${root}/${algorithm}`)) {
-      for (const hex of await children(driver, `${root}/${algorithm}/${prefix}`)) {
-        const digest = tryParseDigest(`${algorithm}:${hex}`);
-        if (digest === undefined) continue;
-        const info = await driver.stat(pathFor({ kind: 'blobData', digest }));
-        if (info === undefined || info.isDir) continue;
-        saw(digest);
-        bytes += info.size;
-        blobs += 1;
-      }
-    }
+  for await (const blob of storedBlobs(driver)) {
+    saw(blob.digest);
+    bytes += blob.size;
+    blobs += 1;
   }
   return { bytes, blobs };
 }

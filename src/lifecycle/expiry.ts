@@ -24,6 +24,7 @@ import type { MetadataStore } from '../metadata/store.js';
 import { type Digest, tryParseDigest } from '../registry/digest.js';
 import type { RepositoryName, Tag } from '../registry/names.js';
 import { listRepositories } from '../storage/catalog.js';
+import { storedBlobs } from '../storage/blobs.js';
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import { acquireLease, LeaseHeld, type Lease } from './lease.js';
 import type { Leases } from '../coordination/leases.js';
@@ -233,20 +234,13 @@ export class ExpirySweeper {
   private async sweepBlobs(report: SweepReport, stillLinked: Set<string>, relinked: ReadonlySet<string>): Promise<void> {
     const grace = this.options.graceMs ?? 60 * 60 * 1000;
     const now = this.metadata.now();
-    const root = pathFor({ kind: 'blobsRoot' });
-    for (const algorithm of await children(this.driver, root)) {
-      for (const prefix of await children(this.driver, `${root}/${algorithm}`)) {
-        for (const hex of await children(this.driver, `${root}/${algorithm}/${prefix}`)) {
-          const digest = tryParseDigest(`${algorithm}:${hex}`);
-          if (digest === undefined || stillLinked.has(digest.value) || relinked.has(digest.value)) continue;
-          const info = await this.driver.stat(pathFor({ kind: 'blobData', digest }));
-          if (info === undefined || now - info.modTime.getTime() < grace) continue;
-          report.blobsDeleted += 1;
-          report.bytesFreed += info.size;
-          await this.remove(pathFor({ kind: 'blobDir', digest }));
-          if (!this.options.dryRun) await this.metadata.forget(digest.value);
-        }
-      }
+    for await (const { digest, size, modTime } of storedBlobs(this.driver)) {
+      if (stillLinked.has(digest.value) || relinked.has(digest.value)) continue;
+      if (now - modTime.getTime() < grace) continue;
+      report.blobsDeleted += 1;
+      report.bytesFreed += size;
+      await this.remove(pathFor({ kind: 'blobDir', digest }));
+      if (!this.options.dryRun) await this.metadata.forget(digest.value);
     }
   }
 }

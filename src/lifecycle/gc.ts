@@ -32,6 +32,7 @@ import type { LocalStorage } from '../storage/local.js';
 import { fillSessionOwner, isDeadOwner, isFillSession, OWNER } from '../storage/owner.js';
 import { pathFor } from '../storage/paths.js';
 import { acquireLease, type Lease, type LeaseOptions } from './lease.js';
+import { storedBlobs } from '../storage/blobs.js';
 import { mapConcurrent, type MarkedRepository, markRepository, readRevision } from './mark.js';
 import { ABANDONED_FILL_MS } from './uploads.js';
 
@@ -237,6 +238,7 @@ class Collector {
   }
 
   private async walkBlobs(): Promise<void> {
+    if (this.driver.walk !== undefined) return this.walkListedBlobs();
     const root = pathFor({ kind: 'blobsRoot' });
     for (const algorithm of await children(this.driver, root)) {
       await mapConcurrent(await children(this.driver, `${root}/${algorithm}`), AT_ONCE, async (prefix) => {
@@ -263,6 +265,20 @@ class Collector {
   }
 
   /** Whether the link file at `path` was written within the grace period. */
+
+  /** As walkBlobs, from one prefix walk whose listing carries each blob's size and time (an object store). */
+  private async walkListedBlobs(): Promise<void> {
+    for await (const { digest, size, modTime } of storedBlobs(this.driver)) {
+      if (this.marks.has(digest.value)) this.marks.set(digest.value, true);
+      else if (this.old(modTime)) this.candidates.set(digest.value, size);
+      else {
+        this.young.add(digest.value);
+        this.report.youngBlobs += 1;
+        this.report.youngBytes += size;
+      }
+    }
+  }
+
   private async recent(path: string): Promise<boolean> {
     const info = await this.driver.stat(path);
     return info !== undefined && !this.old(info.modTime);

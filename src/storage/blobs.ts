@@ -7,12 +7,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { blobUnknown, digestInvalid } from '../registry/errors.js';
-import { type Digest, Digester, digestOf } from '../registry/digest.js';
+import { type Digest, Digester, digestOf, tryParseDigest } from '../registry/digest.js';
 import { MediaType } from '../registry/mediatypes.js';
 import type { RepositoryName } from '../registry/names.js';
 import type { BlobBody, BlobDescriptor } from '../registry/services.js';
 import type { ByteRange, FileWriter, StorageDriver } from './driver.js';
 import { isPathNotFound } from './driver.js';
+import { children } from './links.js';
 import { pathFor } from './paths.js';
 import type { ReferenceWatch } from './references.js';
 
@@ -193,5 +194,43 @@ export class BlobIngest {
     await this.writer.cancel().catch(() => undefined);
     await this.spool?.writer.cancel().catch(() => undefined);
     if (this.uploadDir !== undefined) await this.driver.delete(this.uploadDir).catch(() => undefined);
+  }
+}
+
+/** A blob in the global store, as a walk of `blobs/` finds it. */
+export interface StoredBlob {
+  digest: Digest;
+  size: number;
+  modTime: Date;
+}
+
+/**
+ * Every blob under `blobs/`, with its size and time: one prefix walk where
+ * the driver has one (an object store: a request per thousand blobs), else
+ * a listing and a stat per blob. Entries that are not `<alg>/<xx>/<hex>/data`
+ * of a valid digest are skipped.
+ */
+export async function* storedBlobs(driver: StorageDriver): AsyncGenerator<StoredBlob> {
+  const root = pathFor({ kind: 'blobsRoot' });
+  if (driver.walk !== undefined) {
+    for await (const file of driver.walk(root)) {
+      const parts = file.path.slice(root.length + 1).split('/');
+      if (parts.length !== 4 || parts[3] !== 'data') continue;
+      const digest = tryParseDigest(`${parts[0] ?? ''}:${parts[2] ?? ''}`);
+      if (digest === undefined || digest.hex.slice(0, 2) !== parts[1]) continue;
+      yield { digest, size: file.size, modTime: file.modTime };
+    }
+    return;
+  }
+  for (const algorithm of await children(driver, root)) {
+    for (const prefix of await children(driver, `${root}/${algorithm}`)) {
+      for (const hex of await children(driver, `${root}/${algorithm}/${prefix}`)) {
+        const digest = tryParseDigest(`${algorithm}:${hex}`);
+        if (digest === undefined) continue;
+        const info = await driver.stat(pathFor({ kind: 'blobData', digest }));
+        if (info === undefined || info.isDir) continue;
+        yield { digest, size: info.size, modTime: info.modTime };
+      }
+    }
   }
 }

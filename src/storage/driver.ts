@@ -85,6 +85,16 @@ export interface StorageDriver {
   stat(path: string): Promise<FileInfo | undefined>;
   /** Names of the direct children of a directory, sorted. Throws PathNotFoundError. */
   list(path: string): Promise<string[]>;
+  /**
+   * Every file under a directory, with its size and time, in no particular
+   * order: one prefix walk (an object store lists a thousand a page with
+   * their sizes) where list() and a stat() per file would make a request per
+   * file. Nothing under the path: yields nothing. Optional, for drivers
+   * whose listings carry sizes (an object store); a local disk, where a
+   * stat is cheap and only some files need one, leaves it out, and
+   * storedBlobs() then lists and stats.
+   */
+  walk?(path: string): AsyncIterable<FileInfo>;
   /** Moves a file, replacing the destination atomically. */
   move(source: string, destination: string): Promise<void>;
   /** Deletes a file or a whole directory tree. Throws PathNotFoundError. */

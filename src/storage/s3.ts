@@ -311,6 +311,20 @@ export class S3Driver implements StorageDriver {
     return { path, size: 0, modTime: new Date(newest), isDir: true };
   }
 
+  async *walk(path: string): AsyncGenerator<FileInfo> {
+    const prefix = this.prefix(path);
+    const base = this.key('/');
+    let token: string | undefined;
+    do {
+      const page = await this.listPage(prefix, false, token);
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined || object.Key.endsWith('/')) continue;
+        yield { path: `/${object.Key.slice(base.length)}`, size: object.Size ?? 0, modTime: object.LastModified ?? new Date(0), isDir: false };
+      }
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
   async list(path: string): Promise<string[]> {
     const prefix = this.prefix(path);
     const names = new Set<string>();

@@ -253,4 +253,26 @@ export function driverContract(t: Test, make: (t: Test) => Promise<StorageDriver
     await n.commit()
     t.equal((await d.getContent('/at/new')).toString(), 'new')
   })
+
+  t.test('walk: every file under a directory with its size, one prefix walk', async t => {
+    const d = await make(t)
+    if (d.walk === undefined) {
+      t.pass(`${d.name} has no walk: storedBlobs() lists and stats`)
+      return
+    }
+    await d.putContent('/w/a/one', '1')
+    await d.putContent('/w/a/b/two', '22')
+    await d.putContent('/w/three', '333')
+    await d.putContent('/wx/outside', 'not under /w')
+    const found: { path: string; size: number; isDir: boolean }[] = []
+    for await (const f of d.walk('/w')) found.push({ path: f.path, size: f.size, isDir: f.isDir })
+    t.same(found.sort((x, y) => (x.path < y.path ? -1 : 1)), [
+      { path: '/w/a/b/two', size: 2, isDir: false },
+      { path: '/w/a/one', size: 1, isDir: false },
+      { path: '/w/three', size: 3, isDir: false },
+    ], 'files only, with driver paths and sizes, and nothing from a sibling prefix')
+    const none: unknown[] = []
+    for await (const f of d.walk('/nothing/here')) none.push(f)
+    t.same(none, [], 'nothing under the path: nothing yielded')
+  })
 }

@@ -4,7 +4,13 @@
 // a stored blob's GET is a 307 to a presigned URL the client can follow.
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
+import { pino } from 'pino'
 import t from 'tap'
+import { stringify } from 'yaml'
+import { parseConfig } from '../../src/config/load.js'
+import { collectGarbage } from '../../src/lifecycle/gc.js'
+import { LocalStorage } from '../../src/storage/local.js'
+import { openStorageDriver } from '../../src/storage/open.js'
 import { compareLayoutBlobs } from '../helpers/blobs.js'
 import { startCeph } from '../helpers/ceph.js'
 import { startDistribution } from '../helpers/distribution.js'
@@ -65,4 +71,27 @@ t.test('a plain registry on S3: skopeo push and pull, Distribution on the same b
   t.equal(missing.status, 404, 'a blob that is not stored is no redirect')
   const plain = await fetch(`${stevedore.url}/v2/site/app/blobs/${layer.digest}`, { redirect: 'manual' })
   t.equal(plain.status, 200, 'without storage.redirect (the default) the bytes come through Stevedore')
+  await plain.arrayBuffer()
+
+  // A delete (soft), then gc on the bucket: one prefix walk lists what only the deleted manifest referenced.
+  const deleted = await fetch(`${stevedore.url}/v2/site/app/manifests/${image.manifestDigest}`, { method: 'DELETE' })
+  t.equal(deleted.status, 202, 'the manifest is deleted')
+  const eligible: string[] = []
+  const report = await collectGarbage(new LocalStorage(openStorageDriver(storageOf(s3))), {
+    dryRun: true,
+    deleteUntagged: false,
+    graceMs: 0,
+    log: pino({ level: 'silent' }),
+    emit: event => {
+      if (event.kind === 'blobEligible') eligible.push(event.digest)
+    },
+  })
+  const expected = [image.manifestDigest, ...(image.manifests[0] === undefined ? [] : [image.manifests[0].config.digest, ...image.manifests[0].layers.map(l => l.digest)])]
+  t.same(eligible.sort(), expected.sort(), 'gc --dry-run on S3 lists the manifest and its blobs, nothing else')
+  t.equal(report.blobsDeleted, 0, 'and deletes nothing')
 })
+
+/** The storage section of a config with these S3 settings, as the CLI would build it. */
+function storageOf(s3: Record<string, unknown>) {
+  return parseConfig(stringify({ version: '0.1', storage: { s3 } }), {}, 'test').config.storage
+}
