@@ -27,8 +27,8 @@ const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i
 const OCTETS = { 'Content-Type': 'application/octet-stream' }
 
 /** POST /v2/<name>/blobs/uploads/ with an empty body, as §Pushing a blob in chunks asks ("MUST include ... `Content-Length: 0`"). */
-const startUpload = (target: Target, repo = target.repo, query = ''): Promise<Answer> =>
-  call(`${target.url}/v2/${repo}/blobs/uploads/${query}`, { method: 'POST', body: Buffer.alloc(0) })
+const startUpload = (target: Target): Promise<Answer> =>
+  call(`${target.url}/v2/${target.repo}/blobs/uploads/`, { method: 'POST', body: Buffer.alloc(0) })
 
 /** A session's answer: the status, and the Location the spec makes a MUST with it. */
 function assertSession(t: Test, target: Target, a: Answer, status: number, label: string): URL | undefined {
@@ -116,6 +116,8 @@ export async function pushBlobs(t: Test, target: Target): Promise<void> {
     if (stray !== undefined) {
       const res = await patch(stray, second, chunkSize)
       t.equal(res.status, 416, `a first chunk that does not start at 0 answers 416: ${seen(res)}`)
+      // The spec names no code for a 416; a JSON body must still use one of its codes.
+      assertErrorBody(t, res, undefined, 'the out-of-order 416')
     }
 
     const start = assertSession(t, target, await startUpload(target), 202, 'POST')
@@ -128,6 +130,7 @@ export async function pushBlobs(t: Test, target: Target): Promise<void> {
     // The Go suite's "Retry previous blob chunk should return 416": the session's offset has moved past it.
     const retry = await patch(start, first, 0)
     t.equal(retry.status, 416, `the first chunk again answers 416: ${seen(retry)}`)
+    assertErrorBody(t, retry, undefined, 'the retried chunk\'s 416')
 
     // "The response to an active upload `<location>` MUST be a `204 No Content` response code, and MUST have the
     // following headers: Location, Range: 0-<end-of-range>"
@@ -179,17 +182,49 @@ export async function pushBlobs(t: Test, target: Target): Promise<void> {
       t.equal(single.status, 400, `single POST: 400 ${seen(single)}`)
       assertErrorBody(t, single, 'DIGEST_INVALID', 'single POST')
     }
+    // The rewritten Go suite's "bad digest chunked" and "bad digest stream": the closing PUT names the wrong digest.
+    for (const [label, range] of [['chunked', `0-${data.length - 1}`], ['streamed', undefined]] as const) {
+      const start = assertSession(t, target, await startUpload(target), 202, `${label} POST`)
+      if (start === undefined) continue
+      const patch = await call(start, { method: 'PATCH', body: data, headers: range === undefined ? OCTETS : { ...OCTETS, 'Content-Range': range } })
+      const next = assertSession(t, target, patch, 202, `${label} PATCH`)
+      if (next === undefined) continue
+      const put = await call(withQuery(next, { digest: claimed }), { method: 'PUT', headers: OCTETS, body: Buffer.alloc(0) })
+      t.equal(put.status, 400, `${label} closing PUT: 400 ${seen(put)}`)
+      assertErrorBody(t, put, 'DIGEST_INVALID', `${label} closing PUT`)
+    }
     for (const digest of [claimed, sha256(data)]) {
       const head = await call(`${url}/v2/${repo}/blobs/${digest}`, { method: 'HEAD' })
       t.equal(head.status, 404, `no blob stored under ${digest === claimed ? 'the claimed' : 'the real'} digest`)
     }
   })
 
-  await t.test('GET of a nonexistent upload: 404 BLOB_UPLOAD_UNKNOWN', async t => {
-    // §Endpoints end-13 (GET upload status): failure `404`; code-3 BLOB_UPLOAD_UNKNOWN "blob upload unknown to registry".
-    const res = await call(`${url}/v2/${repo}/blobs/uploads/${randomUUID()}`)
-    t.equal(res.status, 404, seen(res))
-    assertErrorBody(t, res, 'BLOB_UPLOAD_UNKNOWN', 'GET')
+  await t.test('a nonexistent upload: GET, PATCH and PUT answer 404 BLOB_UPLOAD_UNKNOWN', async t => {
+    // §Endpoints end-13 (GET upload status), end-5 (PATCH), end-6 (PUT): failure `404`; code-3 BLOB_UPLOAD_UNKNOWN
+    // "blob upload unknown to registry". The Go suite's "GET nonexistent upload".
+    const session = `${url}/v2/${repo}/blobs/uploads/${randomUUID()}`
+    const data = uniqueBytes('no-session', 100)
+    const answers = [
+      ['GET', await call(session)],
+      ['PATCH', await call(session, { method: 'PATCH', body: data, headers: { ...OCTETS, 'Content-Range': `0-${data.length - 1}` } })],
+      ['PUT', await call(`${session}?digest=${sha256(data)}`, { method: 'PUT', body: data, headers: OCTETS })],
+    ] as const
+    for (const [label, res] of answers) {
+      t.equal(res.status, 404, `${label}: 404 ${seen(res)}`)
+      assertErrorBody(t, res, 'BLOB_UPLOAD_UNKNOWN', label)
+    }
+  })
+
+  await t.test('a finished upload is no longer an active session', async t => {
+    const data = uniqueBytes('finished', 400)
+    const loc = assertSession(t, target, await startUpload(target), 202, 'POST')
+    if (loc === undefined) return
+    const put = await call(withQuery(loc, { digest: sha256(data) }), { method: 'PUT', body: data, headers: OCTETS })
+    t.equal(put.status, 201, 'PUT: 201')
+    // end-13 answers 204 only for "an active upload"; after the closing PUT the session is gone.
+    const status = await call(loc)
+    t.equal(status.status, 404, `GET of the finished session: 404 ${seen(status)}`)
+    assertErrorBody(t, status, 'BLOB_UPLOAD_UNKNOWN', 'GET of the finished session')
   })
 
   await t.test('cancel an upload: DELETE the session, then it is unknown', async t => {
@@ -222,6 +257,9 @@ export async function pushBlobs(t: Test, target: Target): Promise<void> {
   await t.test('cross-repository mount', async t => {
     const data = uniqueBytes('mounted', 1800)
     const digest = await pushBlob(t, url, target.crossRepo, data, 'the blob in the other repository')
+    // "If the blob is not found in the repository, the response code MUST be `404 Not Found`": blobs are per repository.
+    const before = await call(`${url}/v2/${repo}/blobs/${digest}`, { method: 'HEAD' })
+    t.equal(before.status, 404, 'before the mount, the blob is not in the target repository')
     const mount = await call(`${url}/v2/${repo}/blobs/uploads/?mount=${digest}&from=${target.crossRepo}`, { method: 'POST', body: Buffer.alloc(0) })
     if (mount.status === 202) {
       // "if a registry does not support cross-repository mounting or is unable to mount the requested blob, it SHOULD return a `202`."
@@ -230,6 +268,9 @@ export async function pushBlobs(t: Test, target: Target): Promise<void> {
     } else {
       // "The response to a successful mount MUST be `201 Created`, and MUST contain the following header: Location"
       await assertCreated(t, target, mount, data, 'mount POST')
+      // The Go suite wants the Location to be exactly /v2/<name>/blobs/<digest>; the spec only asks for a pullable URL.
+      const path = location(url, mount)?.pathname
+      if (path !== `/v2/${repo}/blobs/${digest}`) t.comment(`the mount's Location is ${String(path)}, not /v2/${repo}/blobs/${digest} (the Go suite's expectation)`)
       const head = await call(`${url}/v2/${repo}/blobs/${digest}`, { method: 'HEAD' })
       t.equal(head.status, 200, 'the blob is now in the target repository')
     }
