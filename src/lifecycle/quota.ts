@@ -181,16 +181,28 @@ export class QuotaKeeper {
     return run;
   }
 
-  /** Writes the delta since the last write onto the stored total (replicas sharing a store each add theirs). */
+  /**
+   * Writes the delta since the last write onto the stored total (replicas
+   * sharing a store each add theirs). The read and the write are one step
+   * across replicas (the `quota-total` lease): when another replica is
+   * writing, the delta waits for the next flush rather than overwrite its sum.
+   */
   persist(): Promise<void> {
     return this.serialPersist(async () => {
       if (this.walking !== undefined) return;
-      const delta = this.delta;
-      const current = (await this.access.get<number>(TOTAL_KEY)) ?? this.stored;
-      const total = Math.max(0, current + delta);
-      await this.access.set(TOTAL_KEY, total);
-      this.delta -= delta;
-      this.stored = total;
+      const shared = this.options.lease?.shared;
+      const turn = shared?.shared === true ? await shared.acquire('quota-total', 'quota total', 10_000) : undefined;
+      if (turn?.state === 'busy') return;
+      try {
+        const delta = this.delta;
+        const current = (await this.access.get<number>(TOTAL_KEY)) ?? this.stored;
+        const total = Math.max(0, current + delta);
+        await this.access.set(TOTAL_KEY, total);
+        this.delta -= delta;
+        this.stored = total;
+      } finally {
+        if (turn?.state === 'held') await turn.lease.release();
+      }
     });
   }
 
