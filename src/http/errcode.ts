@@ -62,7 +62,7 @@ export function writeError(req: IncomingMessage, res: ServerResponse, error: Reg
     res.destroy(error);
     return;
   }
-  const status = ERROR_CODES[error.code].status;
+  const status = error.status ?? ERROR_CODES[error.code].status;
   const body = Buffer.from(JSON.stringify(errorBody(error)));
   const out: Record<string, string | number> = {
     ...headers,

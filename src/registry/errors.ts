@@ -41,6 +41,12 @@ export interface RegistryErrorOptions {
   retryAfter?: string;
   /** UNAUTHORIZED answers: how to authenticate (a `WWW-Authenticate` value). */
   challenge?: string;
+  /**
+   * An HTTP status other than the code's own, where the spec names one for
+   * a case its code table does not: set by the HTTP layer only (an upload
+   * chunk out of order is `416` with BLOB_UPLOAD_INVALID).
+   */
+  status?: number;
 }
 
 export class RegistryError extends Error {
@@ -48,6 +54,7 @@ export class RegistryError extends Error {
   readonly detail: unknown;
   readonly retryAfter: string | undefined;
   readonly challenge: string | undefined;
+  readonly status: number | undefined;
 
   constructor(code: OciErrorCode, message: string, options: RegistryErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -56,6 +63,7 @@ export class RegistryError extends Error {
     this.detail = options.detail;
     this.retryAfter = options.retryAfter;
     this.challenge = options.challenge;
+    this.status = options.status;
   }
 }
 

@@ -135,7 +135,10 @@ export async function pull(t: Test, target: Target): Promise<void> {
       t.ok(past.body.equals(layer.bytes), 'the ignored range gives the whole blob')
     } else {
       t.equal(past.status, 416, `a range past the end answers 416: ${seen(past)}`)
-      assertErrorBody(t, past, undefined, 'the 416 of a blob GET')
+      // Ranged reads are RFC 9110's, not the spec's: its code table has no code for an unsatisfiable range.
+      // Distribution answers RANGE_INVALID; that code (and only it, beside the table's) is accepted here.
+      if (past.codes.includes('RANGE_INVALID')) t.comment("the 416 names Distribution's RANGE_INVALID (the spec's table has no code for a ranged read)")
+      else assertErrorBody(t, past, undefined, 'the 416 of a blob GET')
     }
   })
 

@@ -49,6 +49,22 @@ function requiredDigest(ctx: RequestContext): Digest {
   return parseDigest(value);
 }
 
+/**
+ * A chunk that does not start where the upload ends is `416` (the spec's
+ * status) with BLOB_UPLOAD_INVALID (a code of the spec's table), not
+ * Distribution's RANGE_INVALID: the client asks the status and resumes.
+ */
+async function chunked<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof RegistryError && err.code === 'RANGE_INVALID') {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', err.message, { detail: err.detail, status: 416 });
+    }
+    throw err;
+  }
+}
+
 export async function handleUpload(ctx: RequestContext, name: RepositoryName, id: string): Promise<void> {
   const method = ctx.req.method ?? 'GET';
   if (id === '') {
@@ -63,12 +79,12 @@ export async function handleUpload(ctx: RequestContext, name: RepositoryName, id
     }
     case 'PATCH': {
       const { writer } = writerOf(ctx, name, 'push', 'an upload');
-      return sessionAnswer(ctx, name, await writer.uploads.append(id, chunkOf(ctx.req)), 202);
+      return sessionAnswer(ctx, name, await chunked(() => writer.uploads.append(id, chunkOf(ctx.req))), 202);
     }
     case 'PUT': {
       const { writer } = writerOf(ctx, name, 'push', 'an upload');
       const digest = requiredDigest(ctx);
-      const descriptor = await writer.uploads.finish(id, digest, hasBody(ctx.req) ? chunkOf(ctx.req) : undefined);
+      const descriptor = await chunked(() => writer.uploads.finish(id, digest, hasBody(ctx.req) ? chunkOf(ctx.req) : undefined));
       return blobCreated(ctx, name, descriptor);
     }
     case 'DELETE': {
@@ -95,7 +111,7 @@ async function startUpload(ctx: RequestContext, name: RepositoryName): Promise<v
     // Monolithic: the whole blob in this request.
     const expected = parseDigest(digest);
     const session = await writer.uploads.create();
-    return blobCreated(ctx, name, await writer.uploads.finish(session.id, expected, chunkOf(ctx.req)));
+    return blobCreated(ctx, name, await chunked(() => writer.uploads.finish(session.id, expected, chunkOf(ctx.req))));
   }
   sessionAnswer(ctx, name, await writer.uploads.create(), 202);
 }
