@@ -64,6 +64,8 @@ export interface FillOptions {
   spool?: StorageDriver;
 }
 
+const shuttingDown = (): RegistryError => new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
+
 /** How often a replica waiting for another's fill looks at storage and the lease. */
 const TURN_POLL_MS = 200;
 
@@ -441,7 +443,6 @@ export class FillRegistry {
     options: FillOptions,
   ): Promise<{ fill: BlobFill; ended: Promise<void> } | undefined> {
     const { signal } = this.closing;
-    const shuttingDown = (): RegistryError => new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
     if (signal.aborted) throw shuttingDown();
     const turn = await this.takeTurn(digest, upstream, options, signal);
     if (turn === 'stored') return undefined;
@@ -487,7 +488,7 @@ export class FillRegistry {
         return undefined;
       }
       await sleep(TURN_POLL_MS, undefined, { signal }).catch(() => undefined);
-      if (signal.aborted) throw new RegistryError('UNAVAILABLE', 'stevedore is shutting down');
+      if (signal.aborted) throw shuttingDown();
     }
   }
 
