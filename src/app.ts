@@ -117,7 +117,7 @@ function upstreamClient(upstream: UpstreamConfig, log: Logger, options: AppOptio
 }
 
 export async function buildRegistry(config: StevedoreConfig, log: Logger, options: AppOptions = {}): Promise<BuiltRegistry> {
-  const driver = openStorageDriver(config.storage);
+  const driver = await openStorageDriver(config.storage);
   const local = new LocalRegistry(driver, {
     manifestCacheBytes: config.cache.manifests.maxSize,
     platform: config.defaultPlatform,

@@ -94,7 +94,7 @@ function bufferedStdout(): { line(text: string): void; flush(): Promise<void> } 
 
 /** Runs the command; resolves to the process exit code. */
 export async function gcCommand(command: GcCommand, config: StevedoreConfig, log: Logger): Promise<number> {
-  const storage = new LocalStorage(openStorageDriver(config.storage));
+  const storage = new LocalStorage(await openStorageDriver(config.storage));
   const graceMs = config.storage.maintenance.gc.graceMs;
   const out = bufferedStdout();
   let report: GcReport;

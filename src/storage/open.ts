@@ -6,11 +6,12 @@
 import type { StevedoreConfig } from '../config/types.js';
 import type { StorageDriver } from './driver.js';
 import { FilesystemDriver } from './filesystem.js';
-import { S3Driver } from './s3.js';
 
-export function openStorageDriver(storage: StevedoreConfig['storage']): StorageDriver {
+/** The S3 driver (and the AWS SDK, ~20 MiB) is loaded only when configured. */
+export async function openStorageDriver(storage: StevedoreConfig['storage']): Promise<StorageDriver> {
   if (storage.driver === 's3' && storage.s3 !== undefined) {
     const { s3 } = storage;
+    const { S3Driver } = await import('./s3.js');
     return new S3Driver({
       region: s3.region,
       bucket: s3.bucket,

@@ -77,7 +77,7 @@ t.test('a plain registry on S3: skopeo push and pull, Distribution on the same b
   const deleted = await fetch(`${stevedore.url}/v2/site/app/manifests/${image.manifestDigest}`, { method: 'DELETE' })
   t.equal(deleted.status, 202, 'the manifest is deleted')
   const eligible: string[] = []
-  const report = await collectGarbage(new LocalStorage(openStorageDriver(storageOf(s3))), {
+  const report = await collectGarbage(new LocalStorage(await openStorageDriver(storageOf(s3))), {
     dryRun: true,
     deleteUntagged: false,
     graceMs: 0,
