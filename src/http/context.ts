@@ -56,12 +56,19 @@ export function repositoryOf(ctx: RequestContext, name: RepositoryName, action: 
   return scope.registry.repository(scope.name);
 }
 
-function scopeOf(ctx: RequestContext, name: RepositoryName, action: Action): RequestScope {
+/**
+ * The scope of `name` in this request, for a caller allowed `action` there.
+ * `logged`: the repository the request is about, recorded on its access
+ * line (not for a second one it touches, such as a mount's source).
+ */
+export function scopeOf(ctx: RequestContext, name: RepositoryName, action: Action, logged = true): RequestScope {
   const ns = ctx.query.get('ns');
   const scope = ctx.routing.resolve(name, ns);
-  ctx.fields.repository = scope.name;
-  if (ns !== null) ctx.fields.ns = ns.slice(0, 255);
-  if (scope.upstream !== undefined) ctx.fields.upstream = scope.upstream;
+  if (logged) {
+    ctx.fields.repository = scope.name;
+    if (ns !== null) ctx.fields.ns = ns.slice(0, 255);
+    if (scope.upstream !== undefined) ctx.fields.upstream = scope.upstream;
+  }
   // Decided on names alone, before anything looks at what exists.
   ctx.gate?.authorize(ctx.caller, { url: name, stored: scope.name, ns: ns !== null && ns !== '' }, action, ctx.origin);
   return scope;

@@ -6,7 +6,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { RegistryError } from '../registry/errors.js';
+import { methodUnsupported, RegistryError } from '../registry/errors.js';
 import { MAX_MANIFEST_SIZE } from '../registry/manifest.js';
 import type { Routing } from '../routing/routes.js';
 import type { LimitsConfig, StevedoreConfig, TlsConfig } from '../config/types.js';
@@ -56,9 +56,6 @@ export interface ServerOptions {
 export const DEFAULT_TIMEOUTS: StevedoreConfig['http']['timeouts'] = { headersMs: 10_000, requestMs: 60_000, idleMs: 120_000, keepAliveMs: 65_000 };
 export const DEFAULT_HEADER_LIMITS: Pick<LimitsConfig, 'headerBytes' | 'headers'> = { headerBytes: 16 * 1024, headers: 100 };
 
-const methodNotAllowed = (method: string, allowed: string): RegistryError =>
-  new RegistryError('UNSUPPORTED', `${method} is not supported on this endpoint (allowed: ${allowed})`, { detail: { method } });
-
 const READS = 'GET, HEAD';
 
 async function dispatch(ctx: RequestContext): Promise<void> {
@@ -81,7 +78,7 @@ async function dispatch(ctx: RequestContext): Promise<void> {
   if (target.kind === 'manifest' && method === 'PUT') return putManifest(ctx, target.name, target.reference);
   if (target.kind === 'manifest' && method === 'DELETE') return deleteManifest(ctx, target.name, target.reference);
   if (target.kind === 'blob' && method === 'DELETE') return deleteBlob(ctx, target.name, target.digest);
-  if (!read) throw methodNotAllowed(method, target.kind === 'manifest' ? `${READS}, PUT, DELETE` : target.kind === 'blob' ? `${READS}, DELETE` : READS);
+  if (!read) throw methodUnsupported(method, target.kind === 'manifest' ? `${READS}, PUT, DELETE` : target.kind === 'blob' ? `${READS}, DELETE` : READS);
   switch (target.kind) {
     case 'base':
       gate?.authorizeBase(ctx.caller, ctx.origin);

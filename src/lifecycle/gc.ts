@@ -251,34 +251,32 @@ class Collector {
         }
         await mapConcurrent(unmarked, AT_ONCE, async (digest) => {
           const info = await this.driver.stat(pathFor({ kind: 'blobData', digest }));
-          if (info === undefined || info.isDir) return;
-          if (this.old(info.modTime)) {
-            this.candidates.set(digest.value, info.size);
-          } else {
-            this.young.add(digest.value);
-            this.report.youngBlobs += 1;
-            this.report.youngBytes += info.size;
-          }
+          if (info !== undefined && !info.isDir) this.unmarked(digest, info.size, info.modTime);
         });
       });
     }
   }
 
-  /** Whether the link file at `path` was written within the grace period. */
-
   /** As walkBlobs, from one prefix walk whose listing carries each blob's size and time (an object store). */
   private async walkListedBlobs(): Promise<void> {
     for await (const { digest, size, modTime } of storedBlobs(this.driver)) {
       if (this.marks.has(digest.value)) this.marks.set(digest.value, true);
-      else if (this.old(modTime)) this.candidates.set(digest.value, size);
-      else {
-        this.young.add(digest.value);
-        this.report.youngBlobs += 1;
-        this.report.youngBytes += size;
-      }
+      else this.unmarked(digest, size, modTime);
     }
   }
 
+  /** A blob nothing marked: a candidate for the sweep, or kept while younger than the grace period. */
+  private unmarked(digest: Digest, size: number, modTime: Date): void {
+    if (this.old(modTime)) {
+      this.candidates.set(digest.value, size);
+      return;
+    }
+    this.young.add(digest.value);
+    this.report.youngBlobs += 1;
+    this.report.youngBytes += size;
+  }
+
+  /** Whether the link file at `path` was written within the grace period. */
   private async recent(path: string): Promise<boolean> {
     const info = await this.driver.stat(path);
     return info !== undefined && !this.old(info.modTime);

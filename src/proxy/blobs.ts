@@ -19,12 +19,16 @@ import type { BlobFill } from './fill.js';
 export class ProxyBlobs implements BlobService {
   private readonly remote: RemoteRepository;
 
+  /** Present only with storage.redirect on: the warm GET path otherwise does not even ask. */
+  readonly redirect?: (digest: Digest) => Promise<string | undefined>;
+
   constructor(
     private readonly ctx: ProxyContext,
     private readonly name: RepositoryName,
     private readonly local: LocalBlobs,
   ) {
     this.remote = ctx.remoteRepository(name);
+    if (ctx.local.storage.redirects) this.redirect = (digest) => this.directUrl(digest);
   }
 
   private key(digest: Digest): string {
@@ -67,8 +71,7 @@ export class ProxyBlobs implements BlobService {
   }
 
   /** A stored blob's direct URL (storage.redirect); a blob not stored yet is filled through open(). */
-  async redirect(digest: Digest): Promise<string | undefined> {
-    if (!this.ctx.local.storage.redirects) return undefined;
+  private async directUrl(digest: Digest): Promise<string | undefined> {
     const descriptor = await this.cached(digest);
     if (descriptor === undefined) return undefined;
     const url = await this.ctx.local.storage.redirectUrl(digest);

@@ -89,6 +89,10 @@ export const digestInvalid = (digest: string, reason: string): RegistryError =>
 export const tagInvalid = (tag: string): RegistryError =>
   new RegistryError('TAG_INVALID', 'manifest tag did not match URI', { detail: { tag: truncate(tag) } });
 
+/** A method the endpoint does not serve: UNSUPPORTED (405), as Distribution answers it, naming the ones it does. */
+export const methodUnsupported = (method: string, allowed: string): RegistryError =>
+  new RegistryError('UNSUPPORTED', `${method} is not supported on this endpoint (allowed: ${allowed})`, { detail: { method } });
+
 export const unsupported = (what: string): RegistryError =>
   new RegistryError('UNSUPPORTED', `the operation is unsupported: ${what}`);
 

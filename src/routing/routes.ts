@@ -76,11 +76,12 @@ export class Routing {
   /** Storage namespaces of the upstreams other than the default: names the default upstream cannot store. */
   private readonly namespaces = new Map<string, string>();
   private readonly fallback: Route | undefined;
-  private readonly hosted: RepositoryMatcher | undefined;
+  /** Hosted names and their registry, when `hosted` patterns are configured. */
+  private readonly hosted: { matches: RepositoryMatcher; registry: Registry } | undefined;
 
   constructor(private readonly options: RoutingOptions) {
     const hosted = options.hosted;
-    this.hosted = hosted === undefined || hosted.patterns.length === 0 ? undefined : accessMatcher(hosted.patterns, []);
+    this.hosted = hosted === undefined || hosted.patterns.length === 0 ? undefined : { matches: accessMatcher(hosted.patterns, []), registry: hosted.registry };
     const all = options.defaultUpstream === undefined ? options.upstreams : [options.defaultUpstream, ...options.upstreams];
     for (const upstream of all) {
       const route = { upstream, allowed: accessMatcher(upstream.allow, upstream.deny) };
@@ -102,7 +103,7 @@ export class Routing {
    */
   resolve(path: RepositoryName, ns: string | null): RequestScope {
     const explicit = ns !== null && ns !== '';
-    if (this.hosted !== undefined && !explicit && this.hosted(path)) return { registry: (this.options.hosted as { registry: Registry }).registry, name: path };
+    if (this.hosted !== undefined && !explicit && this.hosted.matches(path)) return { registry: this.hosted.registry, name: path };
     const slash = path.indexOf('/');
     const first = slash < 0 ? undefined : path.slice(0, slash);
     let route: Route | undefined;
@@ -143,7 +144,7 @@ export class Routing {
     // Valid parts joined stay valid (namespaces are host names, checked at startup); only the length can grow.
     const stored = upstream.namespace === '' ? remote : `${upstream.namespace}/${remote}`;
     if (stored.length > MAX_NAME_LENGTH) throw nameInvalid(stored, `longer than ${MAX_NAME_LENGTH} characters once stored under ${upstream.namespace}/`);
-    if (this.hosted?.(stored) === true) {
+    if (this.hosted?.matches(stored) === true) {
       throw new RegistryError('DENIED', `${stored} is a hosted repository here: upstream ${upstream.name} cannot serve it`, {
         detail: { upstream: upstream.name, name: stored },
       });

@@ -151,10 +151,15 @@ export class LocalRepository implements Repository {
 
 /** Blobs visible in one repository through its `_layers` links (manifests are readable as blobs too, as in Distribution). */
 export class LocalBlobs implements BlobService {
+  /** Present only with storage.redirect on: the GET path otherwise does not even ask. */
+  readonly redirect?: (digest: Digest) => Promise<string | undefined>;
+
   constructor(
     private readonly storage: LocalStorage,
     private readonly name: RepositoryName,
-  ) {}
+  ) {
+    if (storage.redirects) this.redirect = (digest) => this.directUrl(digest);
+  }
 
   async linked(digest: Digest): Promise<boolean> {
     return (
@@ -169,8 +174,8 @@ export class LocalBlobs implements BlobService {
     return descriptor;
   }
 
-  async redirect(digest: Digest): Promise<string | undefined> {
-    if (!this.storage.redirects || !(await this.linked(digest)) || (await this.storage.blobs.stat(digest)) === undefined) return undefined;
+  private async directUrl(digest: Digest): Promise<string | undefined> {
+    if (!(await this.linked(digest)) || (await this.storage.blobs.stat(digest)) === undefined) return undefined;
     return this.storage.redirectUrl(digest);
   }
 

@@ -14,6 +14,7 @@ import { startDistribution, type Distribution } from '../helpers/distribution.js
 import { blob, startFakeUpstream } from '../helpers/fake-upstream.js'
 import { listFiles, seededBytes } from '../helpers/files.js'
 import { rawGet } from '../helpers/http.js'
+import { until } from '../helpers/until.js'
 import { OCI_MANIFEST, writeOciImage, type ImageDescription } from '../helpers/images.js'
 import { HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
 import { startCeph, type Ceph } from '../helpers/ceph.js'
@@ -235,14 +236,6 @@ async function redisHolds(port: number, key: string): Promise<boolean> {
     })
     socket.once('error', () => resolve(false))
   })
-}
-
-async function until(what: string, check: () => Promise<boolean>, deadlineMs = 30_000): Promise<void> {
-  const end = Date.now() + deadlineMs
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
 }
 
 t.test('kill -9 mid-fill on S3: another replica completes the blob, and the purge aborts the orphan multipart upload', async t => {

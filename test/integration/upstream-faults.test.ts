@@ -9,6 +9,7 @@ import t, { type Test } from 'tap'
 import { blob, startFakeUpstream, type FakeBlob } from '../helpers/fake-upstream.js'
 import { listFiles, seededBytes } from '../helpers/files.js'
 import { rawGet } from '../helpers/http.js'
+import { until } from '../helpers/until.js'
 import { startInProcess } from '../helpers/inprocess.js'
 import { startStevedore } from '../helpers/stevedore.js'
 
@@ -16,14 +17,6 @@ const REPO = 'faulty/app'
 
 const content = seededBytes
 const walk = listFiles
-
-async function until(what: string, check: () => Promise<boolean>, deadlineMs = 30_000): Promise<void> {
-  const end = Date.now() + deadlineMs
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-}
 
 /** Every stored blob hashes to its name. */
 async function everyBlobVerifies(t: Test, root: string): Promise<number> {

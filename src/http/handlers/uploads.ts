@@ -10,11 +10,11 @@
  *   DELETE /v2/<name>/blobs/uploads/<id>                  cancel (204)
  */
 import { parseDigest, type Digest } from '../../registry/digest.js';
-import { isRegistryError, RegistryError } from '../../registry/errors.js';
+import { isRegistryError, methodUnsupported, RegistryError } from '../../registry/errors.js';
 import { parseRepositoryName, type RepositoryName } from '../../registry/names.js';
 import type { BlobDescriptor, RepositoryWriter, UploadStatus } from '../../registry/services.js';
 import { chunkOf, hasBody } from '../body.js';
-import { locationOf, writerOf, type RequestContext } from '../context.js';
+import { locationOf, scopeOf, writerOf, type RequestContext } from '../context.js';
 
 /** `Range: 0-<last byte>`, as Distribution writes it (`0-0` for an empty upload). */
 const rangeOf = (size: number): string => `0-${Math.max(size - 1, 0)}`;
@@ -68,7 +68,7 @@ async function chunked<T>(work: () => Promise<T>): Promise<T> {
 export async function handleUpload(ctx: RequestContext, name: RepositoryName, id: string): Promise<void> {
   const method = ctx.req.method ?? 'GET';
   if (id === '') {
-    if (method !== 'POST') throw methodNotAllowed(method, 'POST');
+    if (method !== 'POST') throw methodUnsupported(method, 'POST');
     return startUpload(ctx, name);
   }
   switch (method) {
@@ -95,7 +95,7 @@ export async function handleUpload(ctx: RequestContext, name: RepositoryName, id
       return;
     }
     default:
-      throw methodNotAllowed(method, 'GET, HEAD, PATCH, PUT, DELETE');
+      throw methodUnsupported(method, 'GET, HEAD, PATCH, PUT, DELETE');
   }
 }
 
@@ -128,16 +128,10 @@ async function tryMount(ctx: RequestContext, writer: RepositoryWriter, mount: st
   let source: RepositoryName;
   try {
     digest = parseDigest(mount);
-    source = parseRepositoryName(from);
-    const scope = ctx.routing.resolve(source, null);
-    ctx.gate?.authorize(ctx.caller, { url: source, stored: scope.name, ns: false }, 'pull', ctx.origin);
-    source = scope.name;
+    source = scopeOf(ctx, parseRepositoryName(from), 'pull', false).name;
   } catch (err) {
     if (isRegistryError(err)) return undefined;
     throw err;
   }
   return writer.mount(digest, source);
 }
-
-const methodNotAllowed = (method: string, allowed: string): RegistryError =>
-  new RegistryError('UNSUPPORTED', `${method} is not supported on this endpoint (allowed: ${allowed})`, { detail: { method } });
