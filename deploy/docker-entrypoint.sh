@@ -6,4 +6,4 @@ set -e
 case "$1" in
   *.yml | *.yaml | *.json) set -- serve "$@" ;;
 esac
-exec node /app/bin/stevedore "$@"
+exec node --max-semi-space-size=4 /app/bin/stevedore "$@"

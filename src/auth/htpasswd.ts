@@ -11,6 +11,7 @@ import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { WatchedFile } from './watched.js';
+import { boundedCache } from '../registry/bounded-cache.js';
 
 interface Users {
   hashes: Map<string, string>;
@@ -50,7 +51,7 @@ export class Htpasswd {
   constructor(path: string, private readonly options: HtpasswdOptions) {
     this.file = new WatchedFile(path, (text) => this.parsed(parseHtpasswd(text)), options.log, 'htpasswd file', 1000, options.now);
     // An injected clock (tests) is read on every check: lru-cache otherwise reuses a reading for 1 ms of real time.
-    this.verified = new LRUCache({ max: 10_000, ttl: Math.max(1, options.cacheMs), ...(options.now ? { perf: { now: options.now }, ttlResolution: 0 } : {}) });
+    this.verified = boundedCache({ entries: 10_000 }, { ttl: Math.max(1, options.cacheMs), ...(options.now ? { perf: { now: options.now }, ttlResolution: 0 } : {}) });
   }
 
   private parsed(users: Users): Users {

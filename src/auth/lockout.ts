@@ -5,6 +5,7 @@
  * counters live in an LRU of at most 100,000 keys.
  */
 import { LRUCache } from 'lru-cache';
+import { boundedCache } from '../registry/bounded-cache.js';
 
 interface Counter {
   failures: number;
@@ -19,7 +20,7 @@ export class Lockout {
     private readonly windowMs: number,
     private readonly now: () => number = Date.now,
   ) {
-    this.counters = new LRUCache({ max: 100_000 });
+    this.counters = boundedCache({ entries: 100_000 });
   }
 
   /** Seconds until `keys` may try again; 0 when none of them is locked out. */

@@ -23,6 +23,7 @@ import type { Caller } from './caller.js';
 import { grantsOf } from './caller.js';
 import { algorithmsFor, libtrustKeyId, parseCertificates } from './keys.js';
 import { WatchedFile } from './watched.js';
+import { boundedCache } from '../registry/bounded-cache.js';
 
 export interface VerifierOptions {
   issuer: string;
@@ -62,7 +63,7 @@ export class TokenVerifier {
 
   private constructor(private readonly options: VerifierOptions) {
     this.now = options.now ?? Date.now;
-    this.verified = new LRUCache({ max: 10_000 });
+    this.verified = boundedCache({ entries: 10_000 });
     if (options.jwks !== undefined && /^https?:\/\//i.test(options.jwks)) {
       this.jwksRemote = createRemoteJWKSet(new URL(options.jwks), { timeoutDuration: 10_000, cacheMaxAge: 300_000, cooldownDuration: 30_000 });
     } else if (options.jwks !== undefined) {

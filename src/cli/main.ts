@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** The configuration every command runs on, as serve reads it; a broken one exits 2. */
-async function configure(argPath: string | undefined, logTo: NodeJS.WritableStream = process.stdout): Promise<{ loaded: LoadedConfig; log: Logger }> {
+async function configure(argPath: string | undefined, logTo?: NodeJS.WritableStream): Promise<{ loaded: LoadedConfig; log: Logger }> {
   // Distribution's REGISTRY_CONFIGURATION_PATH (or STEVEDORE_…) names the file when no argument does.
   const configPath = argPath ?? configPathFromEnv(process.env);
   let loaded;
@@ -26,7 +26,8 @@ async function configure(argPath: string | undefined, logTo: NodeJS.WritableStre
     process.exit(2);
   }
   const { config } = loaded;
-  // serve logs to stdout; one-shot commands to stderr, so their own output (gc's lines, progress) stays clean on stdout.
+  // serve logs to stdout (asynchronously, see observability/logger.ts); one-shot commands to stderr,
+  // so their own output (gc's lines, progress) stays clean on stdout.
   const log = createLogger({ level: config.log.level, formatter: config.log.formatter, destination: logTo });
   for (const notice of loaded.notices) log.warn({ key: notice.path }, notice.message);
   return { loaded, log };

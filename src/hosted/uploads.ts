@@ -23,6 +23,7 @@ import type { BlobDescriptor, UploadChunk, UploadService, UploadStatus } from '.
 import { isPathNotFound, type StorageDriver } from '../storage/driver.js';
 import type { LocalStorage } from '../storage/local.js';
 import { pathFor } from '../storage/paths.js';
+import { boundedCache } from '../registry/bounded-cache.js';
 
 /** Client session ids are UUIDs, as Distribution's are; fill spools (`fill-…`) can never be addressed. */
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -46,7 +47,7 @@ export interface UploadHooks {
  * dropped one is recomputed) and which sessions a request is writing to.
  */
 export class UploadSessions {
-  private readonly hashes = new LRUCache<string, RunningHash>({ max: 4096 });
+  private readonly hashes = boundedCache<string, RunningHash>({ entries: 4096 });
   /** Sessions a request is writing to now: a second writer is refused rather than interleaved. */
   private readonly busy = new Set<string>();
 

@@ -13,7 +13,7 @@ import type { Operations } from './operations.js';
 
 /** What a handler may add to the access line: names and digests, never headers or credentials. */
 export interface AccessFields {
-  repository?: string;
+  repository?: RepositoryName;
   digest?: string;
   upstream?: string;
   ns?: string;
@@ -30,16 +30,16 @@ export interface RequestContext {
   head: boolean;
   routing: Routing;
   /** Access control; undefined when the registry is open. */
-  gate?: Gate;
+  gate: Gate | undefined;
   /** The operations endpoints (metrics, health, status page). */
-  operations?: Operations;
+  operations: Operations | undefined;
   /** Who the request is from, once authenticated (anonymous until then). */
   caller: Caller;
   log: Logger;
   /** Extra fields for the access log line; typed, because that line is written without redaction. */
   fields: AccessFields;
   /** Body bytes of a streamed response (a blob) that reached the socket, for the access log. */
-  streamed?: { bytes: number };
+  streamed: { bytes: number } | undefined;
   /** http.prefix ('' at the root), for the URLs the registry hands out (`Location`). */
   prefix: string;
   /** limits.manifestbytes: the largest manifest body read. */

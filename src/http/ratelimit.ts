@@ -15,6 +15,7 @@
 import { isIP } from 'node:net';
 import { LRUCache } from 'lru-cache';
 import { RegistryError } from '../registry/errors.js';
+import { boundedCache } from '../registry/bounded-cache.js';
 
 export interface RequestRateOptions {
   /** Tokens added per second; must be above 0. */
@@ -56,7 +57,7 @@ export class RequestRateLimiter {
     this.rate = options.rate;
     this.burst = options.burst;
     this.now = options.now ?? Date.now;
-    this.buckets = new LRUCache({ max: options.maxClients ?? DEFAULT_MAX_CLIENTS });
+    this.buckets = boundedCache({ entries: options.maxClients ?? DEFAULT_MAX_CLIENTS });
   }
 
   /** Buckets held now (for tests of the bound). */

@@ -30,15 +30,17 @@ export function route(path: string): Route {
   if (path === '/v2/' || path === '/v2') return { kind: 'base' };
   if (path.length > MAX_PATH || !path.startsWith('/v2/')) throw notFound(path);
   if (path === '/v2/_catalog') return { kind: 'catalog' };
-  let match = TAGS.exec(path);
+  // Each pattern only where its literal part occurs: the warm manifest and blob paths run one regex.
+  let match = path.endsWith('/tags/list') ? TAGS.exec(path) : null;
   if (match) return { kind: 'tags', name: parseRepositoryName(match[1] ?? '') };
-  match = MANIFEST.exec(path);
+  match = path.includes('/manifests/') ? MANIFEST.exec(path) : null;
   if (match) return { kind: 'manifest', name: parseRepositoryName(match[1] ?? ''), reference: match[2] ?? '' };
-  match = UPLOAD.exec(path);
+  const blobs = path.includes('/blobs/');
+  match = blobs && path.includes('/blobs/uploads') ? UPLOAD.exec(path) : null;
   if (match) return { kind: 'upload', name: parseRepositoryName(match[1] ?? ''), id: match[2] ?? '' };
-  match = REFERRERS.exec(path);
+  match = path.includes('/referrers/') ? REFERRERS.exec(path) : null;
   if (match) return { kind: 'referrers', name: parseRepositoryName(match[1] ?? ''), digest: match[2] ?? '' };
-  match = BLOB.exec(path);
+  match = blobs ? BLOB.exec(path) : null;
   if (match) return { kind: 'blob', name: parseRepositoryName(match[1] ?? ''), digest: match[2] ?? '' };
   throw notFound(path);
 }

@@ -18,6 +18,7 @@ import type { FillLimits, FillRegistry } from './fill.js';
 import type { UpstreamReferrers } from './referrers.js';
 import type { CacheMetrics } from '../observability/metrics.js';
 import type { Leases } from '../coordination/leases.js';
+import { boundedCache } from '../registry/bounded-cache.js';
 
 export interface ProxyPolicy {
   /** How long a cached tag is served without asking the upstream, when no rule matches. */
@@ -104,20 +105,20 @@ export class ProxyCaches {
 
   constructor(limits: CacheLimits, blobConfirmTtlMs: number) {
     // Manifests and referrer lists vary in size (a manifest may be 4 MiB): bounded by bytes too.
-    this.hotManifests = new LRUCache({
-      max: limits.manifests,
-      maxSize: limits.manifestBytes,
-      sizeCalculation: (entry) => entry.payload.byteLength + ENTRY_OVERHEAD,
+    this.hotManifests = boundedCache({
+      entries: limits.manifests,
+      bytes: limits.manifestBytes,
+      sizeOf: (entry: HotManifest) => entry.payload.byteLength + ENTRY_OVERHEAD,
     });
-    this.hotTags = new LRUCache({ max: limits.manifests });
-    this.hotReferrers = new LRUCache({
-      max: limits.manifests,
-      maxSize: Math.max(1024, Math.floor(limits.manifestBytes / 4)),
-      sizeCalculation: (entry) => referrersSize(entry),
+    this.hotTags = boundedCache({ entries: limits.manifests });
+    this.hotReferrers = boundedCache({
+      entries: limits.manifests,
+      bytes: Math.max(1024, Math.floor(limits.manifestBytes / 4)),
+      sizeOf: (entry: UpstreamReferrers) => referrersSize(entry),
     });
-    this.linkedBlobs = new LRUCache({ max: limits.descriptors });
-    this.confirmedBlobs = new LRUCache({ max: limits.descriptors, ttl: blobConfirmTtlMs });
-    this.touched = new LRUCache({ max: limits.descriptors });
+    this.linkedBlobs = boundedCache({ entries: limits.descriptors });
+    this.confirmedBlobs = boundedCache({ entries: limits.descriptors }, { ttl: blobConfirmTtlMs });
+    this.touched = boundedCache({ entries: limits.descriptors });
   }
 
   /** Forgets everything derived from storage (after maintenance removed content). */

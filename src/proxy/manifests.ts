@@ -59,6 +59,24 @@ export class ProxyManifests implements ManifestService {
     return content;
   }
 
+  peek(reference: Reference, request: ManifestRequest): ManifestContent | undefined {
+    const { ctx } = this;
+    const { hotManifests, hotTags } = ctx.caches;
+    let digest: string;
+    if (reference.kind === 'digest') digest = reference.digest.value;
+    else {
+      const known = hotTags.get(`${this.name}:${reference.tag}`);
+      if (known === undefined || ctx.now - known.checkedAt >= ctx.tagTtl(reference.tag)) return undefined;
+      digest = known.digest;
+    }
+    const entry = hotManifests.get(`${this.name}@${digest}`);
+    // Anything but the stored type as it is (an index's child, a refusal) is get's to work out.
+    if (entry === undefined || !accepts(request.accept, entry.mediaType)) return undefined;
+    ctx.hooks.metrics?.cache('manifest', 'hit');
+    ctx.pulled(this.name, entry.digest);
+    return { digest: entry.digest, mediaType: entry.mediaType, payload: entry.payload };
+  }
+
   /** The manifest linked here under `digest`, from memory or storage; undefined when not stored. */
   private async stored(digest: Digest | string): Promise<HotManifest | undefined> {
     const value = typeof digest === 'string' ? digest : digest.value;

@@ -12,11 +12,12 @@ import { ProxyBlobs } from './blobs.js';
 import type { ProxyContext } from './context.js';
 import { ProxyManifests } from './manifests.js';
 import { ProxyReferrers } from './referrers.js';
+import { boundedCache } from '../registry/bounded-cache.js';
 
 
 export class ProxyRegistry implements Registry {
   /** Repository objects hold no state of their own: reuse them rather than build five per request. */
-  private readonly repositories = new LRUCache<string, Repository>({ max: 1024 });
+  private readonly repositories = boundedCache<string, Repository>({ entries: 1024 });
 
   constructor(readonly ctx: ProxyContext) {}
 

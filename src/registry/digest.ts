@@ -25,8 +25,24 @@ export function isDigestLike(reference: string): boolean {
   return reference.includes(':');
 }
 
+/**
+ * Digests parsed lately, by their text: the warm path names the same few
+ * digests over and over, and a Digest is immutable. Cleared when full.
+ */
+const parsed = new Map<string, Digest>();
+const MAX_PARSED = 4096;
+
 /** Parses and validates a digest string; throws DIGEST_INVALID, also for algorithms other than sha256 and sha512. */
 export function parseDigest(input: string): Digest {
+  const known = parsed.get(input);
+  if (known !== undefined) return known;
+  const digest = validDigest(input);
+  if (parsed.size >= MAX_PARSED) parsed.clear();
+  parsed.set(input, digest);
+  return digest;
+}
+
+function validDigest(input: string): Digest {
   if (!DIGEST_GRAMMAR.test(input)) {
     throw new RegistryError('DIGEST_INVALID', 'invalid digest format', { detail: { digest: truncate(input) } });
   }

@@ -15,13 +15,24 @@ const TAG_GRAMMAR = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 export type RepositoryName = string & { readonly __brand: 'RepositoryName' };
 export type Tag = string & { readonly __brand: 'Tag' };
 
+/** Names validated lately: the grammar runs once per name, not once per request. Cleared when full. */
+const validNames = new Set<string>();
+const MAX_VALID_NAMES = 4096;
+
 export function parseRepositoryName(name: string): RepositoryName {
+  if (validNames.has(name)) return name as RepositoryName;
+  checkName(name);
+  if (validNames.size >= MAX_VALID_NAMES) validNames.clear();
+  validNames.add(name);
+  return name as RepositoryName;
+}
+
+function checkName(name: string): void {
   if (name.length === 0) throw nameInvalid(name, 'empty');
   if (name.length > MAX_NAME_LENGTH) throw nameInvalid(name, `longer than ${MAX_NAME_LENGTH} characters`);
   if (!NAME_GRAMMAR.test(name)) {
     throw nameInvalid(name, 'must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((.|_|__|-+)[a-z0-9]+)*)*');
   }
-  return name as RepositoryName;
 }
 
 export function isTag(reference: string): boolean {

@@ -75,6 +75,13 @@ export interface ManifestRequest {
 export interface ManifestService {
   /** Throws MANIFEST_UNKNOWN, or NOT_ACCEPTABLE when the client's Accept rules the stored type out. */
   get(reference: Reference, request: ManifestRequest): Promise<ManifestContent>;
+  /**
+   * The answer `get` would give, when memory alone has it (a cached manifest,
+   * a tag within its TTL, a type the client takes): with the same effects
+   * (pull recorded, cache hit counted), but without waiting on anything.
+   * Undefined when `get` must decide.
+   */
+  peek?(reference: Reference, request: ManifestRequest): ManifestContent | undefined;
 }
 
 export interface TagService {

@@ -33,6 +33,7 @@ import { SignatureStore } from './signatures.js';
 import { TagStore } from './tags.js';
 import { ReferenceWatch } from './references.js';
 import { pathFor } from './paths.js';
+import { boundedCache } from '../registry/bounded-cache.js';
 
 export interface LocalRegistryOptions {
   /** Bytes of manifest payloads kept in memory (content-addressed, so never stale). */
@@ -61,7 +62,7 @@ export class LocalStorage {
   /** Manifest payloads by digest. */
   readonly manifestCache: LRUCache<string, CachedManifest>;
   /** What each manifest refers to (its subject), by digest: content-addressed, never stale. */
-  readonly subjects = new LRUCache<string, SubjectInfo>({ max: 100_000 });
+  readonly subjects = boundedCache<string, SubjectInfo>({ entries: 100_000 });
   readonly platform: Platform;
   private readonly redirectMs: number | undefined;
 

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { RegistryError } from '../registry/errors.js';
 import { basicAuthorization, drain, flattenHeaders, networkReason, raceAbort, readLimited } from './http.js';
+import { boundedCache } from '../registry/bounded-cache.js';
 
 export interface TokenRequest {
   realm: string;
@@ -75,8 +76,8 @@ export class TokenCache {
 
   constructor(private readonly options: TokenCacheOptions) {
     this.now = options.now ?? Date.now;
-    this.cache = new LRUCache<string, Entry>({ max: options.maxEntries ?? 1000 });
-    this.refusals = new LRUCache({ max: options.maxEntries ?? 1000 });
+    this.cache = boundedCache<string, Entry>({ entries: options.maxEntries ?? 1000 });
+    this.refusals = boundedCache({ entries: options.maxEntries ?? 1000 });
   }
 
   async get(request: TokenRequest, options: TokenGetOptions = {}): Promise<string> {

@@ -7,8 +7,10 @@ import { locationOf, repositoryOf, writerOf, type RequestContext } from '../cont
 
 export async function getManifest(ctx: RequestContext, name: RepositoryName, rawReference: string): Promise<void> {
   const reference = parseReference(rawReference);
-  const manifest = await repositoryOf(ctx, name)
-    .manifests.get(reference, { accept: parseAccept(ctx.req.headers.accept), head: ctx.head });
+  const { manifests } = repositoryOf(ctx, name);
+  const request = { accept: parseAccept(ctx.req.headers.accept), head: ctx.head };
+  // A warm manifest is answered within this turn, without an await.
+  const manifest = manifests.peek?.(reference, request) ?? (await manifests.get(reference, request));
   ctx.fields.digest = manifest.digest.value;
   const etag = `"${manifest.digest.value}"`;
   const headers: Record<string, string | number | string[]> = {
