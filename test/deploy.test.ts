@@ -105,7 +105,7 @@ t.test('Dockerfile: multi-stage, slim, non-root, registry:2 paths', async (t) =>
   // The entrypoint makes `docker run image /some/config.yml` serve it, as registry:2 does.
   const entry = read('deploy/docker-entrypoint.sh');
   t.match(entry, /\*\.yml \| \*\.yaml \| \*\.json\) set -- serve "\$@"/);
-  t.match(entry, /exec node \/app\/bin\/stevedore "\$@"/);
+  t.match(entry, /exec node --max-semi-space-size=4 \/app\/bin\/stevedore "\$@"/);
   t.ok(statSync(join(DEPLOY, 'docker-entrypoint.sh')).mode & 0o111, 'the entrypoint is executable');
 
   // Every file the build copies from the context exists and is not ignored.
@@ -248,8 +248,8 @@ t.test('systemd: hardened, and writing only to the storage', async (t) => {
   t.equal(last('CapabilityBoundingSet'), '', 'no capabilities');
 
   const exec = (last('ExecStart') ?? '').split(/\s+/);
-  t.same(exec.slice(0, 3), ['node', '/opt/stevedore/bin/stevedore', 'serve']);
-  t.equal(exec[3], '/etc/stevedore/config.yml');
+  t.same(exec.slice(0, 4), ['node', '--max-semi-space-size=4', '/opt/stevedore/bin/stevedore', 'serve']);
+  t.equal(exec[4], '/etc/stevedore/config.yml');
   const config = stevedoreConfig(t, read('deploy/systemd/config.yml'), 'deploy/systemd/config.yml', { NODE_ENV: 'production' });
   const root = config.storage.filesystem.rootdirectory;
   const writable = (service.get('ReadWritePaths') ?? []).flatMap((v) => v.split(/\s+/));
@@ -359,4 +359,14 @@ t.test('deploy/README.md names every file here, and the top-level README points 
   for (const file of FILES.filter((f) => f !== 'deploy/README.md')) t.ok(guide.includes(basename(file)), `${file} is described`);
   t.match(README, /^## Deploy$/m);
   t.match(README, /\(deploy\/(README\.md)?\)/);
+});
+
+t.test('every launcher runs node with the same flags (bin/stevedore explains them)', async (t) => {
+  const flags = '--max-semi-space-size=4';
+  t.match(read('bin/stevedore').split('\n')[0], `#!/usr/bin/env -S node ${flags}`, 'the shebang');
+  const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
+  t.match(pkg.scripts.start, `node ${flags} bin/stevedore serve`, 'npm start');
+  t.match(read('deploy/docker-entrypoint.sh'), `exec node ${flags} /app/bin/stevedore`, 'the image');
+  t.match(read('deploy/systemd/stevedore.service'), `ExecStart=node ${flags} /opt/stevedore/bin/stevedore`, 'the systemd unit');
+  t.match(read('bench/lib/registries.mjs'), `STEVEDORE_NODE_FLAGS = ['${flags}']`, 'the benchmarks measure what is shipped');
 });

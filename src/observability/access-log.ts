@@ -102,7 +102,8 @@ export class AccessLog {
 function hookExit(): void {
   if (exitHooked) return;
   exitHooked = true;
-  // Prepended: runs before the logger's exit flush (observability/logger.ts), which then writes these lines out.
+  // setImmediate no longer runs once the process exits (process.exit, a crash): hand the lines over
+  // then; the server's destination writes synchronously (observability/logger.ts), so they are out.
   process.prependListener('exit', () => {
     for (const log of pending) log.flush();
   });

@@ -1,5 +1,5 @@
 // The access line: pino's shape, built directly, batched one write per turn on
-// the server's asynchronous stdout, escaped where a client wrote it, flushed on exit.
+// the server's stdout, escaped where a client wrote it, flushed on exit.
 import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
