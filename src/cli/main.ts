@@ -1,4 +1,5 @@
 /** The CLI: argv and env to config to a running server or a one-shot command. The only place that exits the process. */
+import cluster from 'node:cluster';
 import { createRequire } from 'node:module';
 import { configPathFromEnv, loadConfig, type LoadedConfig } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
@@ -6,6 +7,7 @@ import { hostsRepositories, shutdownDeadlineMs, startApp } from '../app.js';
 import { describeStorage } from '../storage/open.js';
 import { COMMAND_HELP, parseArgs, USAGE } from './args.js';
 import { gcCommand } from './gc.js';
+import { superviseWorkers } from './workers.js';
 import { exportCommand, importCommand, prefetchCommand } from './transfer.js';
 import type { Logger } from 'pino';
 
@@ -29,13 +31,20 @@ async function configure(argPath: string | undefined, logTo?: NodeJS.WritableStr
   // serve logs to stdout (asynchronously, see observability/logger.ts); one-shot commands to stderr,
   // so their own output (gc's lines, progress) stays clean on stdout.
   const log = createLogger({ level: config.log.level, formatter: config.log.formatter, destination: logTo });
-  for (const notice of loaded.notices) log.warn({ key: notice.path }, notice.message);
+  // Workers (http.workers) read the same file: their supervisor has said what there is to say about it.
+  if (!cluster.isWorker) for (const notice of loaded.notices) log.warn({ key: notice.path }, notice.message);
   return { loaded, log };
 }
 
 async function serve(argPath: string | undefined): Promise<void> {
-  const { loaded, log } = await configure(argPath);
+  const { loaded, log: root } = await configure(argPath);
   const { config } = loaded;
+  if (config.http.workers > 1 && cluster.isPrimary) {
+    root.info({ version, config: loaded.source, workers: config.http.workers }, 'starting workers');
+    // Past the workers' own drain deadline: they end themselves first.
+    process.exit(await superviseWorkers(config.http.workers, shutdownDeadlineMs(config.http.drainTimeoutMs) + 2_000, root));
+  }
+  const log = cluster.isWorker ? root.child({ worker: cluster.worker?.id }) : root;
 
   const app = await startApp(config, log);
   log.info(

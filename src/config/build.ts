@@ -97,6 +97,9 @@ export function build({ values, present }: Checked, log: NoticeLog): StevedoreCo
     log.warn('proxy.remoteurl', 'not set, so the proxy section is ignored: names no configured upstream host routes are served from local storage, as a plain local registry');
   }
   config.upstreams = buildUpstreams(values, present, config.proxy, log);
+  if (config.http.workers > 1 && config.metadata.store !== 'redis' && config.metadata.store !== 'postgres') {
+    log.error('http.workers', `${config.http.workers} workers need a shared metadata.store (redis or postgres): they coordinate fills, tags, sweeps and the quota through it, as replicas do`);
+  }
   if (config.hosted.length > 0 && config.proxy === undefined && config.upstreams.length === 0) {
     log.warn('hosted', 'without upstreams every repository is hosted: the patterns change nothing');
   }
@@ -199,6 +202,7 @@ function buildHttp(str: Str, num: Num, get: Get, present: ReadonlySet<string>, l
     port,
     prefix: normalizePrefix(str('http.prefix') ?? ''),
     drainTimeoutMs: num('http.draintimeout'),
+    workers: num('http.workers'),
     trustedProxies,
     timeouts: {
       headersMs: num('http.timeouts.headers'),

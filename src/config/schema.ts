@@ -154,6 +154,7 @@ export const SCHEMA: readonly SchemaEntry[] = [
   unsupported('http.http2', 'any'),
   unsupported('http.h2c', 'any'),
   extension('http.trustedproxies', 'strings'),
+  extension('http.workers', 'int', { min: 1, default: '1' }),
   extension('http.timeouts', 'section'),
   extension('http.timeouts.headers', 'duration', { default: '10s' }),
   extension('http.timeouts.request', 'duration', { default: '1m' }),

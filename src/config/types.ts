@@ -97,6 +97,8 @@ export interface StevedoreConfig {
     tls?: TlsConfig;
     /** http.draintimeout: how long a shutdown lets responses in flight finish before cutting them; default 10s. */
     drainTimeoutMs: number;
+    /** Server processes sharing the port (node:cluster); above 1 they coordinate as replicas do, through metadata.store. */
+    workers: number;
     /** Extension http.trustedproxies: addresses or CIDRs whose X-Forwarded-Proto/Host/For are believed. */
     trustedProxies: string[];
     /** Extension http.timeouts: to receive a request's headers, a whole request, an idle connection's silence, keep-alive. */

@@ -1,6 +1,6 @@
 /**
  * The access log: one JSON line per request, in the shape pino writes
- * (`level`, `time`, `service`, the request's fields, `msg: "request"`), so it
+ * (`level`, `time`, the logger's bindings, the request's fields, `msg: "request"`), so it
  * reads like every other line of the log, but built directly and handed to
  * the log's destination in one write per event-loop turn.
  *
@@ -11,6 +11,7 @@
  * credentials, so the line needs no redaction; any string that is not plain
  * printable ASCII is escaped by JSON.stringify.
  */
+import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
 import type { RepositoryName } from '../registry/names.js';
 
@@ -33,8 +34,12 @@ interface Destination {
 
 /** Longest path written as is; longer ones are cut and marked with an ellipsis. */
 const MAX_PATH = 512;
-/** A batch is handed over at once when it grows past this, without waiting for the end of the turn. */
-const MAX_BATCH = 256 * 1024;
+/**
+ * A batch is handed over before it grows past this, without waiting for the end of the turn. Workers
+ * (http.workers) share one stdout: there a batch stays within PIPE_BUF, which a pipe writes whole,
+ * never interleaved with another process's lines.
+ */
+const MAX_BATCH = cluster.isWorker ? 4096 : 256 * 1024;
 /** Printable ASCII without `"` and `\`: needs no escaping in JSON. */
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
@@ -53,20 +58,23 @@ export class AccessLog {
     /** Whether the destination takes many lines per write (sonic-boom); a plain stream gets one line per write. */
     private readonly batched: boolean,
     private readonly level: number,
+    /** The logger's bindings as pino serialised them: `,"service":"stevedore"`, a worker's id. */
+    private readonly bindings: string,
   ) {}
 
   /** The access log of `log`, on the same destination; undefined when `log` does not log at info. */
   static of(log: Logger): AccessLog | undefined {
     if (!log.isLevelEnabled('info')) return undefined;
     const out = Reflect.get(log, pino.symbols.streamSym) as Destination & { flushSync?: unknown };
-    return new AccessLog(out, typeof out.flushSync === 'function', log.levels.values.info ?? 30);
+    const bindings = Reflect.get(log, pino.symbols.chindingsSym) as unknown;
+    return new AccessLog(out, typeof out.flushSync === 'function', log.levels.values.info ?? 30, typeof bindings === 'string' ? bindings : '');
   }
 
   record(e: AccessEntry): void {
     const path = e.path.length > MAX_PATH ? `${e.path.slice(0, MAX_PATH)}…` : e.path;
     // Quoted as they are: a request id (ours, or a trusted proxy's checked token), a method (llhttp
     // takes only known ones), a validated repository name and digest. Everything else is escaped as needed.
-    let line = `{"level":${this.level},"time":${Date.now()},"service":"stevedore","requestId":"${e.requestId}","method":"${e.method}","path":${json(path)},"status":${e.status},"bytes":${e.bytes},"durationMs":${e.durationMs},"client":${json(e.client)},"complete":${e.complete}`;
+    let line = `{"level":${this.level},"time":${Date.now()}${this.bindings},"requestId":"${e.requestId}","method":"${e.method}","path":${json(path)},"status":${e.status},"bytes":${e.bytes},"durationMs":${e.durationMs},"client":${json(e.client)},"complete":${e.complete}`;
     const f = e.fields;
     if (f.user !== undefined) line += `,"user":${json(f.user)}`;
     if (f.repository !== undefined) line += `,"repository":"${f.repository}"`;
@@ -78,6 +86,7 @@ export class AccessLog {
       this.out.write(line);
       return;
     }
+    if (this.batch.length + line.length > MAX_BATCH) this.flush();
     this.batch += line;
     if (this.batch.length >= MAX_BATCH) this.flush();
     else if (!this.scheduled) {
