@@ -21,6 +21,7 @@ import { machine, treeHash } from './lib/machine.mjs'
 import { cleanupNow, requireCommands } from './lib/procs.mjs'
 import { NGINX_INSTALL, nginxAvailable, startNginxMirror, startNginxStatic } from './lib/nginx.mjs'
 import { DISTRIBUTION_BIN, REPO_ROOT, servedSince, snapshotStevedore, startBareNode, startDistributionProxy, startStevedore, startUpstream } from './lib/registries.mjs'
+import { startRedis } from './lib/redis.mjs'
 import { TARGETS, checks, markdown, median, rows, writeResults } from './lib/report.mjs'
 
 const MIB = 1024 * 1024
@@ -36,15 +37,17 @@ function options() {
       quick: { type: 'boolean', default: false },
       'no-access-log': { type: 'boolean', default: false },
       'nginx-workers': { type: 'string', default: 'auto' },
+      workers: { type: 'string', default: '2' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   if (values.help) {
-    process.stdout.write('usage: node bench/pull.mjs [--size-mib 200] [--layers 5] [--runs 3] [--quick] [--no-access-log] [--nginx-workers auto|N]\n')
+    process.stdout.write('usage: node bench/pull.mjs [--size-mib 200] [--layers 5] [--runs 3] [--quick] [--no-access-log] [--nginx-workers auto|N] [--workers N]\n')
     process.exit(0)
   }
   const workers = values['nginx-workers']
   if (workers !== 'auto' && !/^[1-9]\d*$/.test(workers)) throw new Error(`--nginx-workers: auto or a positive integer, not ${workers}`)
+  if (!/^\d+$/.test(values.workers)) throw new Error(`--workers: a number of Stevedore workers (0 or 1: no such column), not ${values.workers}`)
   const q = values.quick
   const num = (raw, fallback) => {
     const n = raw === undefined ? fallback : Number(raw)
@@ -65,6 +68,7 @@ function options() {
     blobGets: q ? 2 : 5,
     accessLog: !values['no-access-log'],
     nginxWorkers: workers,
+    workers: Number(values.workers),
   }
 }
 
@@ -93,7 +97,7 @@ async function expectManifest(url, manifest, method = 'HEAD') {
 
 /**
  * Every row for one target, on a server whose cache (if any) is empty.
- * @param {'direct'|'distribution'|'nginx'|'stevedore'} target
+ * @param {'direct'|'distribution'|'nginx'|'stevedore'|'workers'} target
  * @param {{url: string, host: string, pid: number, pids: () => number[]}} server
  * @param {import('./lib/registries.mjs').Upstream} upstream
  */
@@ -195,7 +199,19 @@ async function main() {
   const nginxMBps = []
   const withNginx = await nginxAvailable()
   if (!withNginx) log(`nginx not found: the nginx proxy_cache mirror column says "not installed" and the static-file calibration is skipped (${NGINX_INSTALL})`)
-  const targets = TARGETS.filter(t => t !== 'nginx' || withNginx)
+  const targets = TARGETS.filter(t => (t !== 'nginx' || withNginx) && (t !== 'workers' || p.workers > 1))
+  // Stevedore with http.workers coordinates its workers through a shared store: a private Redis.
+  const daemons = new Set()
+  process.once('exit', () => {
+    for (const pid of daemons) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone already
+      }
+    }
+  })
+  const redis = p.workers > 1 ? await startRedis(daemons) : undefined
   for (let runIndex = 0; runIndex < p.runs; runIndex++) {
     if (withNginx) {
       const nginx = await startNginxStatic(p.blobMiB * MIB)
@@ -221,6 +237,12 @@ async function main() {
       const proxy =
         target === 'stevedore'
           ? await startStevedore(upstream.url, build, logs)
+          : target === 'workers'
+            ? await startStevedore(upstream.url, build, {
+                ...logs,
+                workers: p.workers,
+                extra: { metadata: { store: 'redis', url: redis?.url, namespace: `bench-pull-${process.pid}-${runIndex}` } },
+              })
           : target === 'distribution'
             ? await startDistributionProxy(upstream.url, logs)
             : target === 'nginx'
@@ -236,12 +258,13 @@ async function main() {
     }
   }
   await upstream.close()
+  await redis?.close()
 
   const params = { ...p, imageMiB }
   const rowList = rows(params)
   const results = checks(samples, params, nginxMBps)
   const meta = { date: new Date().toISOString(), command, runs: p.runs, machine: { ...host, loadAverageAtEnd: loadavg().map(v => Number(v.toFixed(2))) }, checks: results,
-    accessLog: p.accessLog, nginxWorkers: p.nginxWorkers, nginxMissing: !withNginx, nginxInstall: NGINX_INSTALL,
+    accessLog: p.accessLog, nginxWorkers: p.nginxWorkers, workers: p.workers, nginxMissing: !withNginx, nginxInstall: NGINX_INSTALL,
     calibration: `${Math.round(median(bareHead)).toLocaleString('en-US')} req/s (runs: ${bareHead.map(v => Math.round(v)).join(', ')})`, bareHead, nginxMBps }
   const md = markdown(rowList, samples, meta)
   const medians = Object.fromEntries(TARGETS.map(t => [t, Object.fromEntries(rowList.map(r => [r.key, median(samples[t][r.key] ?? [])]))]))

@@ -13,7 +13,7 @@
  *
  * See bench/README.md ("The replicas benchmark") for what each column measures.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, readlinkSync } from 'node:fs'
 import { Agent, get } from 'node:http'
@@ -22,8 +22,8 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as delay } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
-import { createConnection } from 'node:net'
 import { MANIFEST_ACCEPT, pushImage } from './lib/image.mjs'
+import { startRedis } from './lib/redis.mjs'
 import { machine, treeHash } from './lib/machine.mjs'
 import { cleanupNow, freePort, removeDir, requireCommands, run, tempDir, which } from './lib/procs.mjs'
 import { DISTRIBUTION_BIN, REPO_ROOT, servedSince, snapshotStevedore, startStevedore, startUpstream } from './lib/registries.mjs'
@@ -102,49 +102,6 @@ process.once('exit', () => {
     }
   }
 })
-
-/** @param {number} port */
-function redisAnswers(port) {
-  return new Promise(resolve => {
-    const socket = createConnection({ host: '127.0.0.1', port })
-    socket.once('connect', () => socket.write('PING\r\n'))
-    socket.once('data', data => {
-      socket.destroy()
-      resolve(data.toString().startsWith('+PONG'))
-    })
-    socket.once('error', () => resolve(false))
-    socket.setTimeout(500, () => {
-      socket.destroy()
-      resolve(false)
-    })
-  })
-}
-
-/** A private redis-server on a free loopback port, nothing on disk (the machine's 6379 is shared). */
-async function startRedis() {
-  const dir = tempDir('redis')
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  const pid = /** @type {number} */ (child.pid)
-  daemons.add(pid)
-  const exited = new Promise(resolve => child.once('exit', resolve))
-  child.once('error', () => {})
-  for (const deadline = Date.now() + 10_000; !(await redisAnswers(port)); await delay(50)) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode} (port ${port} taken?)`)
-    if (Date.now() > deadline) throw new Error('redis-server did not answer within 10 s')
-  }
-  const version = spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout.trim()
-  const close = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(pid, 'SIGTERM')
-      if ((await Promise.race([exited.then(() => 'gone'), delay(3000)])) !== 'gone') process.kill(pid, 'SIGKILL')
-      await exited
-    }
-    daemons.delete(pid)
-    removeDir(dir)
-  }
-  return { url: `redis://127.0.0.1:${port}`, version, close }
-}
 
 /** scripts/ceph-s3.sh start (mon, OSD on memstore, radosgw), plus an S3 client for buckets. */
 async function startCeph() {
@@ -427,7 +384,7 @@ async function main() {
   log(`upstream Distribution on ${upstream.url}; pushing a ${p.sizeMiB} MiB ${p.layers}-layer image`)
   const image = await pushImage(upstream.url, REPO, 'v1', { seed: `replicas/${p.sizeMiB}/${p.layers}`, layerMiB })
   const imageBytes = [image.config, ...image.layers].reduce((sum, d) => sum + d.size, 0)
-  const redis = await startRedis()
+  const redis = await startRedis(daemons)
   let ceph
   if (storages.includes('s3')) {
     try {

@@ -148,7 +148,7 @@ export function snapshotStevedore() {
  * `close()`). With `accessLog`, `log.level: info` and the access log on (JSON
  * lines on stdout, here a file); without, `warn` and no access log.
  * @param {string} remoteUrl @param {string} [build] a `snapshotStevedore()` root; default the repository
- * @param {{accessLog?: boolean, storage?: string, pollMs?: number, extra?: object}} [opts] `extra`: top-level config keys added
+ * @param {{accessLog?: boolean, storage?: string, pollMs?: number, workers?: number, extra?: object}} [opts] `workers`: http.workers; `extra`: top-level config keys added
  */
 export function startStevedore(remoteUrl, build = REPO_ROOT, opts = {}) {
   return start(
@@ -158,7 +158,7 @@ export function startStevedore(remoteUrl, build = REPO_ROOT, opts = {}) {
       if (opts.storage === undefined) mkdirSync(storage)
       const config = {
         version: '0.1',
-        http: { addr: `127.0.0.1:${port}` },
+        http: { addr: `127.0.0.1:${port}`, ...(opts.workers > 1 ? { workers: opts.workers } : {}) },
         storage: { filesystem: { rootdirectory: storage } },
         log: opts.accessLog ? { level: 'info', accesslog: { disabled: false } } : { level: 'warn', accesslog: { disabled: true } },
         proxy: { remoteurl: remoteUrl, tagttl: '5m' },

@@ -4,10 +4,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-export const TARGETS = /** @type {const} */ (['direct', 'distribution', 'nginx', 'stevedore'])
-export const TARGET_TITLES = { direct: 'upstream, direct', distribution: 'Distribution 2.8 proxy', nginx: 'nginx proxy_cache mirror', stevedore: 'Stevedore' }
-/** The anchors Stevedore is divided by, one ratio column each. */
-export const ANCHORS = /** @type {const} */ (['distribution', 'nginx'])
+export const TARGETS = /** @type {const} */ (['direct', 'distribution', 'nginx', 'stevedore', 'workers'])
+/** @param {string} t @param {number} workers */
+const title = (t, workers) =>
+  ({ direct: 'upstream, direct', distribution: 'Distribution 2.8 proxy', nginx: 'nginx proxy_cache mirror', stevedore: 'Stevedore', workers: `Stevedore, ${workers} workers` })[t]
+/** The ratio columns: numerator ÷ anchor. */
+const RATIOS = /** @type {const} */ ([['stevedore', 'distribution'], ['stevedore', 'nginx'], ['workers', 'nginx']])
 const ANCHOR_SHORT = { distribution: 'Distribution', nginx: 'nginx' }
 
 /**
@@ -80,9 +82,9 @@ export function ratioText(better, a, b, bName) {
   return { text: `${value.toFixed(2)}×${good ? ' better' : bad ? ' **worse**' : ''}`, value }
 }
 
-/** Stevedore ÷ `anchor` for one row. @param {Row} row @param {Samples} s @param {'distribution'|'nginx'} anchor */
-function ratio(row, s, anchor) {
-  return ratioText(row.better, s.stevedore?.[row.key], s[anchor]?.[row.key], ANCHOR_SHORT[anchor])
+/** `of` ÷ `anchor` for one row. @param {Row} row @param {Samples} s @param {'stevedore'|'workers'} of @param {'distribution'|'nginx'} anchor */
+function ratio(row, s, of, anchor) {
+  return ratioText(row.better, s[of]?.[row.key], s[anchor]?.[row.key], ANCHOR_SHORT[anchor])
 }
 
 /**
@@ -129,6 +131,13 @@ export function checks(s, p, nginxMBps = []) {
   if (nginxMBps.length > 0) {
     list.push(['warm blob GET ≥ 90 % of nginx serving the same size of file (sendfile), same curl', median(all('blobMBps')) >= median(nginxMBps) * 0.9])
   }
+  const workers = key => median(s.workers?.[key] ?? [])
+  if (withMirror && (s.workers?.headDigest ?? []).length > 0) {
+    for (const [key, what] of [['headDigest', 'HEAD by digest'], ['headTag', 'HEAD by tag'], ['getDigest', 'GET by digest'], ['getTag', 'GET by tag']]) {
+      list.push([`with http.workers: warm ${what} ≥ 0.8× the nginx mirror (same run)`, workers(key) >= 0.8 * mirror(key)])
+    }
+    list.push(['with http.workers: each blob crosses the upstream once on a cold pull', Math.max(...(s.workers?.coldBlobGets ?? [Infinity])) <= p.layers + 1])
+  }
   return list.map(([what, ok]) => ({ what: String(what), ok: Boolean(ok) }))
 }
 
@@ -140,15 +149,17 @@ const pct = (part, whole) => `${((100 * median(part ?? [])) / median(whole ?? []
  * @param {{checks: {what: string, ok: boolean}[], nginxMissing?: boolean, accessLog: boolean, nginxWorkers: string, [k: string]: any}} meta
  */
 export function markdown(rowList, s, meta) {
-  const missing = t => t === 'nginx' && meta.nginxMissing
+  const missing = t => (t === 'nginx' && meta.nginxMissing) || (t === 'workers' && !(meta.workers > 1))
+  const shown = TARGETS.filter(t => t !== 'workers' || meta.workers > 1)
+  const ratios = RATIOS.filter(([of]) => shown.includes(of))
   const lines = [
-    `| row | ${TARGETS.map(t => TARGET_TITLES[t]).join(' | ')} | ${ANCHORS.map(a => `Stevedore / ${ANCHOR_SHORT[a]}`).join(' | ')} |`,
-    `|---|${TARGETS.map(() => '---:').join('|')}|${ANCHORS.map(() => '---').join('|')}|`,
+    `| row | ${shown.map(t => title(t, meta.workers)).join(' | ')} | ${ratios.map(([of, a]) => `${title(of, meta.workers)} / ${ANCHOR_SHORT[a]}`).join(' | ')} |`,
+    `|---|${shown.map(() => '---:').join('|')}|${ratios.map(() => '---').join('|')}|`,
   ]
   for (const row of rowList) {
-    const cells = TARGETS.map(t => (missing(t) ? 'not installed' : cell(s[t]?.[row.key], row.digits)))
-    const ratios = ANCHORS.map(a => (missing(a) ? '—' : ratio(row, s, a).text))
-    lines.push(`| ${row.label} ${row.better === 'lower' ? '↓' : '↑'} | ${cells.join(' | ')} | ${ratios.join(' | ')} |`)
+    const cells = shown.map(t => (missing(t) ? 'not installed' : cell(s[t]?.[row.key], row.digits)))
+    const ratioCells = ratios.map(([of, a]) => (missing(a) ? '—' : ratio(row, s, of, a).text))
+    lines.push(`| ${row.label} ${row.better === 'lower' ? '↓' : '↑'} | ${cells.join(' | ')} | ${ratioCells.join(' | ')} |`)
   }
   const checkLines = meta.checks.map(c => `- ${c.ok ? 'PASS' : '**FAIL**'}: ${c.what}`)
   return [
