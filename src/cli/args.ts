@@ -60,6 +60,8 @@ Environment:
 Signals:
   SIGTERM, SIGINT   Stop accepting, finish responses within http.draintimeout, exit 0.
   SIGHUP            Reload the TLS certificate and key (also done when they change).
+                    With http.workers above 1, the process started is their supervisor:
+                    it passes both on to every worker and exits once they all stopped.
 
 Configuration reference: docs/configuration.md
 `;

@@ -137,9 +137,13 @@ export class ProxyManifests implements ManifestService {
   private async byTag(reference: Reference & { kind: 'tag' }, request: ManifestRequest): Promise<ManifestContent> {
     const { ctx } = this;
     const { tag } = reference;
-    const known = ctx.caches.hotTags.get(`${this.name}:${tag}`) ?? (await this.knownTag(tag));
+    const hot = ctx.caches.hotTags.get(`${this.name}:${tag}`);
+    const known = hot ?? (await this.knownTag(tag));
     const cached = known === undefined ? undefined : await this.stored(known.digest);
     if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.tagTtl(tag)) {
+      // Confirmed by another replica or worker (the shared metadata store): kept here too, so the
+      // next request is answered from memory (peek) instead of asking the store again.
+      if (hot === undefined) ctx.caches.hotTags.set(`${this.name}:${tag}`, known);
       ctx.hooks.metrics?.cache('manifest', 'hit');
       return this.answer(reference, cached, request);
     }

@@ -38,6 +38,7 @@ const HTTP_DEFAULTS = {
   port: 5000,
   prefix: '',
   drainTimeoutMs: 10_000,
+  workers: 1,
   trustedProxies: [],
   timeouts: { headersMs: 10_000, requestMs: 60_000, idleMs: 120_000, keepAliveMs: 65_000 },
 };
@@ -198,6 +199,7 @@ http:
   prefix: /nested/registry/
   tls: {certificate: /c.pem, key: /k.pem, clientcas: [/ca1.pem, /ca2.pem], clientauth: VERIFY-CLIENT-CERT-IF-GIVEN, minimumtls: tls1.3}
   draintimeout: 90s
+  workers: 3
   trustedproxies: [10.0.0.0/8, "::1", 192.168.1.7, "fd00::/8"]
   timeouts: {headers: 5s, request: 2m, idle: 30s, keepalive: 10s}
 limits:
@@ -228,6 +230,7 @@ defaultplatform: linux/arm64/v8
     prefix: '/nested/registry',
     externalUrl: 'https://mirror.example.com',
     drainTimeoutMs: 90_000,
+    workers: 3,
     trustedProxies: ['10.0.0.0/8', '::1', '192.168.1.7', 'fd00::/8'],
     timeouts: { headersMs: 5000, requestMs: 120_000, idleMs: 30_000, keepAliveMs: 10_000 },
     tls: {
@@ -452,4 +455,13 @@ t.test('loadConfig reports an unreadable file', async (t) => {
     code: 'ERR_CONFIG_UNREADABLE',
     notices: [{ level: 'error', path: '', message: /cannot read the configuration file: ENOENT/ }],
   });
+});
+
+t.test('http.workers above 1 needs a shared metadata store', async (t) => {
+  const notices = failure(t, `${MINIMAL}http: {addr: ':5000', workers: 2}\n`);
+  t.same(errorPaths(notices), ['http.workers'], 'refused with the memory store');
+  t.match(notices[0]?.message, /need a shared metadata\.store \(redis or postgres\)/);
+  const { config } = parse(`${MINIMAL}http: {addr: ':5000', workers: 2}\nmetadata: {store: redis, url: 'redis://127.0.0.1:6379'}\n`);
+  t.equal(config.http.workers, 2, 'taken with redis');
+  t.same(errorPaths(failure(t, `${MINIMAL}http: {addr: ':5000', workers: 0}\n`)), ['http.workers'], 'at least 1');
 });

@@ -82,6 +82,8 @@ export interface FixtureOptions {
   /** Replaces the blob store the fills write through; given the real one. */
   blobs?: (real: BlobStore) => BlobStore
   now?: () => number
+  /** A metadata store shared with another fixture (two replicas); default a fresh one. */
+  metadata?: MetadataStore
 }
 
 export function proxyFixture(t: Teardown, root: string, upstream: UpstreamTransport, options: FixtureOptions = {}): ProxyFixture {
@@ -96,7 +98,7 @@ export function proxyFixture(t: Teardown, root: string, upstream: UpstreamTransp
     ...options.fill,
     log,
   })
-  const metadata = new MetadataStore(options.now === undefined ? {} : { now: options.now })
+  const metadata = options.metadata ?? new MetadataStore(options.now === undefined ? {} : { now: options.now })
   const remote = new RemoteRegistry(upstream)
   const ctx = new ProxyContext(
     local,

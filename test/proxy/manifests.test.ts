@@ -7,6 +7,7 @@ import { parseDigest } from '../../src/registry/digest.js'
 import { RegistryError } from '../../src/registry/errors.js'
 import type { RepositoryName } from '../../src/registry/names.js'
 import { parseReference } from '../../src/registry/reference.js'
+import { MetadataStore } from '../../src/metadata/store.js'
 import { listFiles } from '../helpers/files.js'
 import { digestOf, proxyFixture, reply, ScriptedUpstream } from '../helpers/scripted-upstream.js'
 
@@ -120,4 +121,21 @@ t.test('"no referrers API, no fallback tag" is not written to the shared metadat
   const asked = upstream.requests.length
   await t.rejects(fx.registry.repository(REPO).referrers.list(subject), { code: 'NOT_FOUND' })
   t.equal(upstream.requests.length, asked, 'but remembered in the bounded memory cache for the TTL')
+})
+
+t.test('a tag another replica confirmed is kept in memory: the next request asks neither the upstream nor the store', async t => {
+  const payload = manifest('shared-tag')
+  const digest = digestOf(payload).value
+  const upstream = new ScriptedUpstream(req => reply(200, { 'content-type': OCI, 'docker-content-digest': digest }, req.method === 'HEAD' ? '' : payload))
+  const root = t.testdir()
+  const metadata = new MetadataStore()
+  const a = proxyFixture(t, root, upstream, { metadata })
+  const b = proxyFixture(t, root, upstream, { metadata })
+  t.same((await get(a, 'v1')).payload, payload, 'replica a refreshed the tag')
+  const asked = upstream.requests.length
+  const onB = b.registry.repository(REPO).manifests
+  t.equal(onB.peek?.(parseReference('v1'), { accept: [] }), undefined, 'b has not seen the tag yet')
+  t.same((await get(b, 'v1')).payload, payload)
+  t.equal(upstream.requests.length, asked, "b took a's record from the store and asked the upstream nothing")
+  t.same(onB.peek?.(parseReference('v1'), { accept: [] })?.payload, payload, 'and answers the tag from memory from then on')
 })
