@@ -150,6 +150,7 @@ export class ExpirySweeper {
       }
     }
     try {
+      this.log.info({ ttlMs: this.options.ttlMs, dryRun: report.dryRun }, 'expiry sweep started: walking every repository for content unpulled for longer than proxy.ttl');
       return await this.sweepAll(report, started, lease);
     } finally {
       await lease?.release();

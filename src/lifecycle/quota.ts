@@ -108,6 +108,7 @@ export class QuotaKeeper {
 
   /** Loads the total (or counts it), then evicts if over; flushes every `flushIntervalMs`. */
   start(): Promise<QuotaStartReport> {
+    if (this.ready === undefined) this.log.info({ maxSize: this.options.maxSize }, 'cache size: loading the recorded total, or counting blobs/ in the background');
     this.ready ??= this.load().then((report) => {
       this.loaded = true;
       this.timer = setInterval(() => {
