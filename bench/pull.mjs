@@ -201,17 +201,7 @@ async function main() {
   if (!withNginx) log(`nginx not found: the nginx proxy_cache mirror column says "not installed" and the static-file calibration is skipped (${NGINX_INSTALL})`)
   const targets = TARGETS.filter(t => (t !== 'nginx' || withNginx) && (t !== 'workers' || p.workers > 1))
   // Stevedore with http.workers coordinates its workers through a shared store: a private Redis.
-  const daemons = new Set()
-  process.once('exit', () => {
-    for (const pid of daemons) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // gone already
-      }
-    }
-  })
-  const redis = p.workers > 1 ? await startRedis(daemons) : undefined
+  const redis = p.workers > 1 ? await startRedis() : undefined
   for (let runIndex = 0; runIndex < p.runs; runIndex++) {
     if (withNginx) {
       const nginx = await startNginxStatic(p.blobMiB * MIB)

@@ -23,7 +23,7 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as delay } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { MANIFEST_ACCEPT, pushImage } from './lib/image.mjs'
-import { startRedis } from './lib/redis.mjs'
+import { daemons, startRedis } from './lib/redis.mjs'
 import { machine, treeHash } from './lib/machine.mjs'
 import { cleanupNow, freePort, removeDir, requireCommands, run, tempDir, which } from './lib/procs.mjs'
 import { DISTRIBUTION_BIN, REPO_ROOT, servedSince, snapshotStevedore, startStevedore, startUpstream } from './lib/registries.mjs'
@@ -91,17 +91,6 @@ async function settle(upstream) {
 
 // ---- Redis and Ceph: started here, stopped by PID, also when the run dies ----
 
-/** PIDs of daemons not started through procs.mjs: SIGKILLed if the process exits without stopping them. */
-const daemons = new Set()
-process.once('exit', () => {
-  for (const pid of daemons) {
-    try {
-      process.kill(pid, 'SIGKILL')
-    } catch {
-      // gone already
-    }
-  }
-})
 
 /** scripts/ceph-s3.sh start (mon, OSD on memstore, radosgw), plus an S3 client for buckets. */
 async function startCeph() {
@@ -384,7 +373,7 @@ async function main() {
   log(`upstream Distribution on ${upstream.url}; pushing a ${p.sizeMiB} MiB ${p.layers}-layer image`)
   const image = await pushImage(upstream.url, REPO, 'v1', { seed: `replicas/${p.sizeMiB}/${p.layers}`, layerMiB })
   const imageBytes = [image.config, ...image.layers].reduce((sum, d) => sum + d.size, 0)
-  const redis = await startRedis(daemons)
+  const redis = await startRedis()
   let ceph
   if (storages.includes('s3')) {
     try {

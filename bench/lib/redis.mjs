@@ -8,6 +8,18 @@ import { createConnection } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
 import { freePort, removeDir, tempDir } from './procs.mjs'
 
+/** PIDs of daemons not started through procs.mjs (Redis, Ceph): SIGKILLed if the process exits without stopping them. */
+export const daemons = new Set()
+process.once('exit', () => {
+  for (const pid of daemons) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // gone already
+    }
+  }
+})
+
 /** @param {number} port */
 function redisAnswers(port) {
   return new Promise(resolve => {
@@ -26,9 +38,9 @@ function redisAnswers(port) {
 }
 
 /**
- * Starts one. @param {Set<number>} daemons where its PID is kept while it runs (the caller kills what is left on exit)
+ * Starts one.
  */
-export async function startRedis(daemons) {
+export async function startRedis() {
   const dir = tempDir('redis')
   const port = await freePort()
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
