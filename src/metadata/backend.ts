@@ -58,6 +58,11 @@ export async function openMetadataBackend(config: StevedoreConfig['metadata']): 
       // node-redis emits 'error' on its client when the connection drops, and @keyv/redis does not listen:
       // unheard, it would end the process. Passed on, keyv reports it as any failure of the store.
       store.client.on('error', (err: unknown) => store.emit('error', err));
+      // Connected before the first request: @keyv/redis connects on the first command, and with the
+      // offline queue off, the commands sent while that connect is under way fail (seen: the first
+      // pull after start logged "The client is offline"). A store down at startup is not fatal: this
+      // gives up after connectionTimeout and the client goes on reconnecting.
+      await store.getClient().catch(() => undefined);
       return store as unknown as KeyvStoreAdapter;
     }
     case 'postgres': {
