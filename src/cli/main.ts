@@ -28,7 +28,7 @@ async function configure(argPath: string | undefined, logTo?: NodeJS.WritableStr
     process.exit(2);
   }
   const { config } = loaded;
-  // serve logs to stdout (asynchronously, see observability/logger.ts); one-shot commands to stderr,
+  // serve logs to stdout (see observability/logger.ts); one-shot commands to stderr,
   // so their own output (gc's lines, progress) stays clean on stdout.
   const log = createLogger({ level: config.log.level, formatter: config.log.formatter, destination: logTo });
   // Workers (http.workers) read the same file: their supervisor has said what there is to say about it.

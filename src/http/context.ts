@@ -10,15 +10,10 @@ import type { Action } from '../config/types.js';
 import type { Caller } from '../auth/caller.js';
 import type { Gate } from '../auth/gate.js';
 import type { Operations } from './operations.js';
+import type { AccessEntry } from '../observability/access-log.js';
 
 /** What a handler may add to the access line: names and digests, never headers or credentials. */
-export interface AccessFields {
-  repository?: RepositoryName;
-  digest?: string;
-  upstream?: string;
-  ns?: string;
-  user?: string;
-}
+export type AccessFields = AccessEntry['fields'];
 
 export interface RequestContext {
   req: IncomingMessage;

@@ -29,7 +29,7 @@ import type { Reference } from '../registry/reference.js';
 import type { ManifestContent, ManifestRequest, ManifestService } from '../registry/services.js';
 import type { LocalManifests } from '../storage/local.js';
 import type { RemoteRepository } from '../upstream/remote.js';
-import type { HotManifest, ProxyContext } from './context.js';
+import type { HotManifest, HotTag, ProxyContext } from './context.js';
 
 
 /** Waiting for another replica's refresh of a tag: at most this long, looking this often; its lease lasts this long unrenewed. */
@@ -66,7 +66,7 @@ export class ProxyManifests implements ManifestService {
     if (reference.kind === 'digest') digest = reference.digest.value;
     else {
       const known = hotTags.get(`${this.name}:${reference.tag}`);
-      if (known === undefined || ctx.now - known.checkedAt >= ctx.tagTtl(reference.tag)) return undefined;
+      if (!this.fresh(known, reference.tag)) return undefined;
       digest = known.digest;
     }
     const entry = hotManifests.get(`${this.name}@${digest}`);
@@ -75,6 +75,11 @@ export class ProxyManifests implements ManifestService {
     ctx.hooks.metrics?.cache('manifest', 'hit');
     ctx.pulled(this.name, entry.digest);
     return { digest: entry.digest, mediaType: entry.mediaType, payload: entry.payload };
+  }
+
+  /** Whether the upstream confirmed the tag less than its TTL ago. */
+  private fresh(state: HotTag | undefined, tag: string): state is HotTag {
+    return state !== undefined && this.ctx.now - state.checkedAt < this.ctx.tagTtl(tag);
   }
 
   /** The manifest linked here under `digest`, from memory or storage; undefined when not stored. */
@@ -140,7 +145,7 @@ export class ProxyManifests implements ManifestService {
     const hot = ctx.caches.hotTags.get(`${this.name}:${tag}`);
     const known = hot ?? (await this.knownTag(tag));
     const cached = known === undefined ? undefined : await this.stored(known.digest);
-    if (known !== undefined && cached !== undefined && ctx.now - known.checkedAt < ctx.tagTtl(tag)) {
+    if (cached !== undefined && this.fresh(known, tag)) {
       // Confirmed by another replica or worker (the shared metadata store): kept here too, so the
       // next request is answered from memory (peek) instead of asking the store again.
       if (hot === undefined) ctx.caches.hotTags.set(`${this.name}:${tag}`, known);
@@ -212,7 +217,7 @@ export class ProxyManifests implements ManifestService {
   private async freshRecord(tag: Tag): Promise<HotManifest | undefined> {
     const { ctx } = this;
     const state = await ctx.metadata.getTag(ctx.upstream, this.name, tag);
-    if (state === undefined || ctx.now - state.checkedAt >= ctx.tagTtl(tag)) return undefined;
+    if (!this.fresh(state, tag)) return undefined;
     const entry = await this.stored(state.digest);
     if (entry !== undefined) ctx.caches.hotTags.set(`${this.name}:${tag}`, state);
     return entry;

@@ -6,6 +6,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { RegistryError, truncate } from './errors.js';
+import { memoize } from './memo.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -26,21 +27,11 @@ export function isDigestLike(reference: string): boolean {
 }
 
 /**
- * Digests parsed lately, by their text: the warm path names the same few
- * digests over and over, and a Digest is immutable. Cleared when full.
+ * Parses and validates a digest string; throws DIGEST_INVALID, also for
+ * algorithms other than sha256 and sha512. Each distinct text is parsed
+ * once (a Digest is immutable, so one object serves every request).
  */
-const parsed = new Map<string, Digest>();
-const MAX_PARSED = 4096;
-
-/** Parses and validates a digest string; throws DIGEST_INVALID, also for algorithms other than sha256 and sha512. */
-export function parseDigest(input: string): Digest {
-  const known = parsed.get(input);
-  if (known !== undefined) return known;
-  const digest = validDigest(input);
-  if (parsed.size >= MAX_PARSED) parsed.clear();
-  parsed.set(input, digest);
-  return digest;
-}
+export const parseDigest: (input: string) => Digest = memoize(4096, (input) => validDigest(input));
 
 function validDigest(input: string): Digest {
   if (!DIGEST_GRAMMAR.test(input)) {

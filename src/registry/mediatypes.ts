@@ -1,4 +1,5 @@
 /** Manifest media types a registry serves, and Accept-header negotiation. */
+import { memoize } from './memo.js';
 
 export const MediaType = {
   OciManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -33,22 +34,13 @@ export const isManifestMediaType = (value: string): value is ManifestMediaType =
 export const isIndexMediaType = (value: string): boolean =>
   value === MediaType.OciIndex || value === MediaType.DockerManifestList;
 
-/** Clients send the same few Accept headers over and over: parse each once. */
-const parsedAccept = new Map<string, readonly string[]>();
-const MAX_PARSED_ACCEPT = 256;
+/** Each distinct Accept header is parsed once. */
+const acceptOf = memoize(256, (header: string): readonly string[] => Object.freeze(splitAccept([header])));
 
 /** The media types named in one or more Accept header values, without parameters. */
 export function parseAccept(header: string | string[] | undefined): readonly string[] {
   if (header === undefined) return [];
-  if (typeof header === 'string') {
-    const known = parsedAccept.get(header);
-    if (known !== undefined) return known;
-    const types = Object.freeze(splitAccept([header]));
-    if (parsedAccept.size >= MAX_PARSED_ACCEPT) parsedAccept.clear();
-    parsedAccept.set(header, types);
-    return types;
-  }
-  return splitAccept(header);
+  return typeof header === 'string' ? acceptOf(header) : splitAccept(header);
 }
 
 function splitAccept(header: string[]): string[] {

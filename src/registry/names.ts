@@ -4,6 +4,7 @@
  * a component starting with `_`, so it is safe to use as a storage path.
  */
 import { nameInvalid, tagInvalid } from './errors.js';
+import { memoize } from './memo.js';
 
 export const MAX_NAME_LENGTH = 255;
 
@@ -15,17 +16,11 @@ const TAG_GRAMMAR = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 export type RepositoryName = string & { readonly __brand: 'RepositoryName' };
 export type Tag = string & { readonly __brand: 'Tag' };
 
-/** Names validated lately: the grammar runs once per name, not once per request. Cleared when full. */
-const validNames = new Set<string>();
-const MAX_VALID_NAMES = 4096;
-
-export function parseRepositoryName(name: string): RepositoryName {
-  if (validNames.has(name)) return name as RepositoryName;
+/** Validates a repository name; the grammar runs once per distinct name, not once per request. */
+export const parseRepositoryName: (name: string) => RepositoryName = memoize(4096, (name) => {
   checkName(name);
-  if (validNames.size >= MAX_VALID_NAMES) validNames.clear();
-  validNames.add(name);
   return name as RepositoryName;
-}
+});
 
 function checkName(name: string): void {
   if (name.length === 0) throw nameInvalid(name, 'empty');

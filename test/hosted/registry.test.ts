@@ -21,6 +21,7 @@ import { HostedRegistry, type HostedOptions } from '../../src/hosted/registry.js
 import { isWritable } from '../../src/registry/services.js'
 import { LocalRegistry } from '../../src/storage/local.js'
 import { distributionPaths } from '../helpers/distribution-paths.js'
+import { errorCode } from '../helpers/errors.js'
 
 const repo = parseRepositoryName('site/app')
 const other = parseRepositoryName('site/other')
@@ -32,14 +33,7 @@ const setup = (t: Test, options: Partial<HostedOptions> = {}) => {
   return { root, local, hosted, writer: hosted.writer(repo) }
 }
 
-const code = async (work: Promise<unknown>): Promise<string> => {
-  try {
-    await work
-  } catch (err) {
-    return err instanceof RegistryError ? err.code : `not a RegistryError: ${String(err)}`
-  }
-  return 'none'
-}
+const code = errorCode
 
 /** Pushes a blob through an upload session of `writer`'s repository. */
 async function pushBlob(writer: RepositoryWriter, content: string): Promise<{ digest: Digest; size: number }> {

@@ -8,7 +8,6 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { digestOf, type Digest } from '../../src/registry/digest.js'
-import { RegistryError } from '../../src/registry/errors.js'
 import { parseRepositoryName } from '../../src/registry/names.js'
 import type { UploadChunk } from '../../src/registry/services.js'
 import { FilesystemDriver } from '../../src/storage/filesystem.js'
@@ -16,6 +15,7 @@ import { LocalRegistry } from '../../src/storage/local.js'
 import { UploadSessions, type UploadHooks } from '../../src/hosted/uploads.js'
 import { distributionPaths } from '../helpers/distribution-paths.js'
 import { uploadDir } from '../helpers/uploads.js'
+import { errorCode } from '../helpers/errors.js'
 
 const repo = parseRepositoryName('team/app')
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -35,14 +35,7 @@ async function* cut(before: Buffer | string): AsyncGenerator<Buffer> {
   throw new Error('connection reset')
 }
 
-const code = async (work: Promise<unknown>): Promise<string> => {
-  try {
-    await work
-  } catch (err) {
-    return err instanceof RegistryError ? err.code : `not a RegistryError: ${String(err)}`
-  }
-  return 'none'
-}
+const code = errorCode
 
 const dataOf = (root: string, id: string): Buffer => readFileSync(join(uploadDir(root, repo, id), 'data'))
 const sha = (data: Buffer | string, algorithm: Digest['algorithm'] = 'sha256'): Digest => digestOf(Buffer.from(data), algorithm)

@@ -6,23 +6,16 @@ import t from 'tap'
 import { RegistryError } from '../../src/registry/errors.js'
 import { parseRepositoryName } from '../../src/registry/names.js'
 import type { Registry } from '../../src/registry/services.js'
-import { Routing, type RoutedUpstream, type RoutingOptions } from '../../src/routing/routes.js'
+import { Routing, type RoutingOptions } from '../../src/routing/routes.js'
+import { labelled, upstream } from '../helpers/routing.js'
 
-const registry = (label: string): Registry => ({ repository: () => { throw new Error(label) }, catalog: async () => [label] })
+const registry = labelled
 const hub = registry('hub')
 const ghcr = registry('ghcr')
 const quay = registry('quay')
 const local = registry('local')
 const hostedRegistry = registry('hosted')
 
-const upstream = (over: Partial<RoutedUpstream> & Pick<RoutedUpstream, 'name' | 'registry'>): RoutedUpstream => ({
-  hosts: [],
-  namespace: '',
-  dockerHub: false,
-  allow: [],
-  deny: [],
-  ...over,
-})
 const defaultUpstream = upstream({ name: 'default', registry: hub, dockerHub: true, hosts: ['registry-1.docker.io', 'docker.io'] })
 const ghcrUpstream = upstream({ name: 'ghcr', registry: ghcr, hosts: ['ghcr.io'], namespace: 'ghcr.io' })
 const quayUpstream = upstream({ name: 'quay', registry: quay, hosts: ['quay.io'], namespace: 'quay.io', allow: ['site/**'] })

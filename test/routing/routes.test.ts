@@ -4,22 +4,14 @@
 import t from 'tap'
 import { RegistryError } from '../../src/registry/errors.js'
 import { parseRepositoryName } from '../../src/registry/names.js'
-import type { Registry } from '../../src/registry/services.js'
 import { accessMatcher, repositoryPattern } from '../../src/routing/patterns.js'
-import { Routing, type RoutedUpstream } from '../../src/routing/routes.js'
+import { Routing } from '../../src/routing/routes.js'
+import { labelled, upstream } from '../helpers/routing.js'
 
-const registry = (label: string): Registry => ({ repository: () => { throw new Error(label) }, catalog: async () => [label] })
+const registry = labelled
 const hub = registry('hub')
 const ghcr = registry('ghcr')
 const local = registry('local')
-const upstream = (over: Partial<RoutedUpstream> & Pick<RoutedUpstream, 'name' | 'registry'>): RoutedUpstream => ({
-  hosts: [],
-  namespace: '',
-  dockerHub: false,
-  allow: [],
-  deny: [],
-  ...over,
-})
 const defaultUpstream = upstream({ name: 'default', registry: hub, dockerHub: true, hosts: ['registry-1.docker.io', 'docker.io', 'index.docker.io'], deny: ['library/secret*'] })
 const ghcrUpstream = upstream({ name: 'ghcr', registry: ghcr, hosts: ['ghcr.io'], namespace: 'ghcr.io', allow: ['myorg/**'], deny: ['myorg/secret-*'] })
 const routing = (unknownNs: 'reject' | 'default' = 'reject') => new Routing({ defaultUpstream, upstreams: [ghcrUpstream], local, unknownNs })
